@@ -1,0 +1,106 @@
+"""The recording manifest: one row per session and camera.
+
+The synthetic generator writes it and extraction reads it, so the format is defined
+here once. Paths in the manifest are resolved relative to the manifest's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+REQUIRED_COLUMNS = (
+    "session_id",
+    "mouse_id",
+    "sex",
+    "strain",
+    "treatment",
+    "phase",
+    "camera",
+    "video",
+    "fps",
+    "treatment_time_s",
+)
+OPTIONAL_COLUMNS = ("keypoints", "label")
+PHASES = ("pre", "post")
+LABELS = ("pain", "no_pain", "empty")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file, row and column."""
+
+
+def default_label(phase: str) -> str:
+    # Weak labels (paper step 4): every pre-injection frame is "no pain", every post frame "pain".
+    return "no_pain" if phase == "pre" else "pain"
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read and validate a manifest CSV; video and keypoint paths become absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    try:
+        df = pd.read_csv(path, dtype={"session_id": str, "mouse_id": str, "camera": str})
+    except Exception as exc:  # pandas raises several types for unreadable CSVs
+        raise ManifestError(f"{path}: cannot read manifest ({exc})") from exc
+    return validate_manifest(df, source=str(path), root=path.parent)
+
+
+def validate_manifest(df: pd.DataFrame, source: str = "manifest", root: Path | None = None) -> pd.DataFrame:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{source}: missing column '{missing[0]}' (required: {', '.join(REQUIRED_COLUMNS)})")
+    df = df.copy()
+    for col in OPTIONAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.NA
+    for i, row in df.iterrows():
+        line = i + 2  # 1-based, after the header row
+        for col in REQUIRED_COLUMNS:
+            if pd.isna(row[col]) or str(row[col]).strip() == "":
+                raise ManifestError(f"{source}: row {line}, column '{col}' is empty")
+        if row["phase"] not in PHASES:
+            raise ManifestError(f"{source}: row {line}, column 'phase': unknown phase '{row['phase']}' (use one of {PHASES})")
+        if not pd.isna(row["label"]) and row["label"] not in LABELS:
+            raise ManifestError(f"{source}: row {line}, column 'label': unknown label '{row['label']}' (use one of {LABELS})")
+        for col in ("fps", "treatment_time_s"):
+            try:
+                float(row[col])
+            except (TypeError, ValueError):
+                raise ManifestError(f"{source}: row {line}, column '{col}': not a number ({row[col]!r})") from None
+    dup = df.duplicated(["session_id", "camera"], keep="first")
+    if dup.any():
+        i = int(dup.idxmax())
+        raise ManifestError(
+            f"{source}: row {i + 2}, columns 'session_id'/'camera': duplicate session/camera "
+            f"({df.at[i, 'session_id']}, {df.at[i, 'camera']})"
+        )
+    df["fps"] = df["fps"].astype(float)
+    df["treatment_time_s"] = df["treatment_time_s"].astype(float)
+    df["label"] = [default_label(p) if pd.isna(lab) else lab for p, lab in zip(df["phase"], df["label"])]
+    if root is not None:
+        df["video"] = [str((root / v).resolve()) for v in df["video"]]
+        df["keypoints"] = [pd.NA if pd.isna(k) else str((root / k).resolve()) for k in df["keypoints"]]
+    return df.reset_index(drop=True)
+
+
+def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
+    """Write atomically, with paths relative to the manifest's folder where possible."""
+    path = Path(path)
+    out = df.copy()
+    for col in ("video", "keypoints"):
+        out[col] = [_relative(v, path.parent) for v in out[col]]
+    tmp = path.with_name(path.name + ".tmp")
+    out.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _relative(value, root: Path):
+    if pd.isna(value):
+        return value
+    try:
+        return str(Path(value).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(value)
