@@ -55,7 +55,7 @@ class SessionSpec:
 def make_mouse(mouse_id: str, sex: str, strain: str, rng: np.random.Generator, coat_bgr=None) -> Mouse:
     """An individual: face geometry, coat shade, ear size, eye openness and sex differ."""
     base = np.asarray(coat_bgr if coat_bgr is not None else COATS.get(strain, COATS["BALB/c"]), float)
-    shade = base + rng.normal(0, 6 if base.mean() > 100 else 3, 3)
+    shade = base + rng.normal(0, 6 if base.mean() > 100 else 3) + rng.normal(0, 1.0, 3)  # mostly achromatic
     size = rng.uniform(0.92, 1.08) * (1.05 if sex == "male" else 0.95)
     return Mouse(
         mouse_id=mouse_id, sex=sex, strain=strain,
