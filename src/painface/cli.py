@@ -61,3 +61,14 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run_hydra_task(task, cfg):
+    """Run a Hydra task; a user error becomes one line on stderr and exit status 1."""
+    from painface.errors import USER_ERRORS
+
+    try:
+        return task(cfg)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

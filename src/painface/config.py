@@ -1,0 +1,157 @@
+"""One schema for the composed training config, checked once at load time.
+
+An unknown key or a value of the wrong type fails at the start with the key's full
+name. Groups whose contents are handed to a constructor (trainer, callbacks, logger)
+are checked by that constructor's signature instead, again naming the key.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class NetConfig:
+    name: str = "paper"
+    input_size: int = 96
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64, 128, 128])
+    fc: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.0
+    weights: Optional[str] = None
+    num_classes: int = 2
+
+
+@dataclass
+class MetricsConfig:
+    group_by: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "painface.models.PainClassifier"
+    net: NetConfig = field(default_factory=NetConfig)
+    optimizer: Any = None
+    init_from: Optional[str] = None
+    label_smoothing: float = 0.0
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+@dataclass
+class BuildConfig:
+    study: str = MISSING
+    workers: int = 2
+    crop_size: int = 128
+    mice_per_group: Optional[int] = None
+    pre_min: Optional[float] = None
+    post_min: Optional[float] = None
+    fps: Optional[float] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    cameras: Optional[int] = None
+    signal: Optional[float] = None
+    seed: Optional[int] = None
+
+
+@dataclass
+class DataConfig:
+    _target_: str = "painface.data.PainFaceDataModule"
+    name: str = MISSING
+    store: str = MISSING
+    build: Optional[BuildConfig] = None
+    strains: Optional[list[str]] = None
+    sessions: Optional[list[str]] = None
+    phases: Optional[list[str]] = None
+    mice: Optional[list[str]] = None
+    fold: int = 0
+    n_folds: int = 4
+    split_seed: int = 0
+    samples_per_epoch: int = 30000
+    batch_size: int = 128
+    num_workers: int = 2
+    pin_memory: bool = False
+    persistent_workers: bool = True
+    rotation: float = 20.0
+    hflip: bool = True
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "."
+    data_dir: str = "data"
+    log_dir: str = "logs"
+    output_dir: str = "outputs"
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: dict[str, Any] = field(default_factory=dict)
+    callbacks: Optional[dict[str, Any]] = field(default_factory=dict)
+    logger: Optional[dict[str, Any]] = field(default_factory=dict)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    task_name: str = "train"
+    tags: list[str] = field(default_factory=list)
+    seed: Optional[int] = 42
+    ckpt_path: Optional[str] = None
+    train: bool = True
+    test: bool = True
+    matmul_precision: Optional[str] = None
+    optimized_metric: Optional[str] = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+KNOWN_DATA = ("synthetic", "balbc", "c57bl6", "store")
+KNOWN_NETS = ("paper", "resnet18", "resnet34", "resnet50")
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Merge the composed config into the schema; raise ConfigError naming a bad key."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)
+    for key in ("experiment", "debug", "hparams_search"):
+        plain.pop(key, None)
+    schema = OmegaConf.structured(TrainConfig)
+    try:
+        merged = OmegaConf.merge(schema, plain)
+    except (ConfigKeyError, ValidationError) as exc:
+        key = getattr(exc, "full_key", None) or ""
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"config key '{key}': {msg}") from None
+    name = merged.model.net.name
+    if name not in KNOWN_NETS:
+        raise ConfigError(f"config key 'model.net.name': unknown model '{name}' (known: {', '.join(KNOWN_NETS)})")
+    for group in ("callbacks", "logger"):
+        for cb_name, node in (merged[group] or {}).items():
+            if node is not None:
+                _check_target_kwargs(node, f"{group}.{cb_name}")
+    _check_target_kwargs(merged.trainer, "trainer")
+    return merged
+
+
+def _check_target_kwargs(node, where: str) -> None:
+    """A typo in a constructor's keyword fails here, with the key's full name."""
+    from hydra.utils import get_class
+
+    target = node.get("_target_") if isinstance(node, (dict, DictConfig)) else None
+    if not target:
+        return
+    try:
+        cls = get_class(target)
+    except Exception as exc:
+        raise ConfigError(f"config key '{where}._target_': cannot import '{target}' ({exc})") from None
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in node:
+        if not str(key).startswith("_") and key not in params:
+            raise ConfigError(f"config key '{where}.{key}': {cls.__name__} has no argument '{key}'")

@@ -1,0 +1,243 @@
+"""Networks (the paper's CNN, a torchvision backbone) and the ``PainClassifier`` LightningModule.
+
+Every network splits ``forward_features`` (convolutions) from ``head`` (pooling and
+fully connected layers), as timm does, so Grad-CAM's target layer and the features
+for embeddings are one attribute away (``net.target_layer``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+from torchmetrics import classification as C
+
+
+class ModelError(ValueError):
+    pass
+
+
+class PaperCNN(nn.Module):
+    """Paper step 5: six blocks of conv 3x3 (stride 1) + ReLU + BatchNorm + MaxPool 2x2,
+    then global average pooling and three fully connected blocks.
+
+    Table S1 of the paper (exact widths and input size) is not available; the widths
+    and input size are config values (see conf/model/paper.yaml).
+    """
+
+    def __init__(self, channels=(16, 32, 64, 64, 128, 128), fc=(128, 64), num_classes: int = 2,
+                 in_channels: int = 3, dropout: float = 0.0, **_):
+        super().__init__()
+        if len(channels) != 6:
+            raise ModelError(f"model.net.channels: the paper's CNN has six conv blocks, got {len(channels)} widths")
+        blocks, c_in = [], in_channels
+        for c in channels:
+            blocks.append(nn.Sequential(nn.Conv2d(c_in, c, 3, stride=1, padding=1), nn.ReLU(inplace=True),
+                                        nn.BatchNorm2d(c), nn.MaxPool2d(2, 2)))
+            c_in = c
+        self.features = nn.Sequential(*blocks)
+        f1, f2 = fc
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(c_in, f1), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(f1, f2), nn.ReLU(inplace=True),
+            nn.Linear(f2, num_classes),
+        )
+
+    @property
+    def target_layer(self) -> nn.Module:
+        # Grad-CAM on the last conv layer (paper step 8); its activations after ReLU+BN
+        return self.features[-1][2]
+
+    def forward_features(self, x):
+        return self.features(x)
+
+    def forward(self, x):
+        return self.head(self.forward_features(x))
+
+
+class TorchvisionNet(nn.Module):
+    """A torchvision ResNet, never downloading weights; ``weights`` loads a local file."""
+
+    def __init__(self, name: str = "resnet18", num_classes: int = 2, weights: str | None = None, **_):
+        super().__init__()
+        import torchvision
+
+        if not hasattr(torchvision.models, name):
+            raise ModelError(f"model.net.name: unknown torchvision model '{name}'")
+        base = getattr(torchvision.models, name)(weights=None)
+        if weights:
+            path = Path(weights)
+            if not path.is_file():
+                raise ModelError(f"model.net.weights: file not found: {path}")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = {k: v for k, v in state.get("state_dict", state).items() if not k.startswith("fc.")}
+            missing, unexpected = base.load_state_dict(state, strict=False)
+            if unexpected or [m for m in missing if not m.startswith("fc.")]:
+                raise ModelError(f"{path}: weights do not fit {name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.features = nn.Sequential(base.conv1, base.bn1, base.relu, base.maxpool,
+                                      base.layer1, base.layer2, base.layer3, base.layer4)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(base.fc.in_features, num_classes))
+
+    @property
+    def target_layer(self) -> nn.Module:
+        return self.features[-1]
+
+    def forward_features(self, x):
+        return self.features(x)
+
+    def forward(self, x):
+        return self.head(self.forward_features(x))
+
+
+def build_net(name: str = "paper", **kw) -> nn.Module:
+    if name == "paper":
+        return PaperCNN(**kw)
+    return TorchvisionNet(name=name, **kw)
+
+
+def _stage_metrics() -> torchmetrics.MetricCollection:
+    return torchmetrics.MetricCollection({
+        "acc": C.BinaryAccuracy(),
+        "sensitivity": C.BinaryRecall(),          # recall of pain
+        "specificity": C.BinarySpecificity(),
+        "auroc": C.BinaryAUROC(),
+        "ece": C.BinaryCalibrationError(n_bins=10),
+    })
+
+
+class PainClassifier(L.LightningModule):
+    """p(pain) for a face crop. Takes config values only, so ``load_from_checkpoint(path)``
+    needs no other arguments."""
+
+    def __init__(self, net: dict | None = None, optimizer: Any = None, group_by: list[str] | None = None,
+                 init_from: str | None = None, label_smoothing: float = 0.0):
+        super().__init__()
+        self.save_hyperparameters()
+        net = dict(net or {"name": "paper"})
+        self.input_size = int(net.pop("input_size", 96))
+        self.net = build_net(**net)
+        self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)  # paper step 5: cross entropy
+        # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffix
+        self.metrics = nn.ModuleDict({f"{s}_": _stage_metrics() for s in ("train", "val", "test")})
+        self.confmat = nn.ModuleDict({f"{s}_": C.BinaryConfusionMatrix() for s in ("train", "val", "test")})
+        self.group_by = list(group_by or [])
+        self._outputs: dict[str, list] = {"val": [], "test": []}
+        self.last_confmat: dict[str, torch.Tensor] = {}
+        if init_from:
+            load_weights_into(self, init_from)
+
+    def forward(self, x):
+        return self.net(x)
+
+    def predict_proba(self, x) -> torch.Tensor:
+        """p(pain) per image (softmax, paper step 5)."""
+        return torch.softmax(self(x), dim=1)[:, 1]
+
+    def _step(self, batch, stage: str):
+        logits = self(batch["image"])
+        y = batch["label"]
+        loss = self.loss(logits, y)
+        prob = torch.softmax(logits.detach().float(), dim=1)[:, 1]
+        self.metrics[stage + "_"].update(prob, y)
+        self.confmat[stage + "_"].update(prob, y)  # probabilities, not logits (torchmetrics would sigmoid floats > 1)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
+                 batch_size=len(y), sync_dist=stage != "train")
+        if stage in self._outputs and self.group_by:
+            self._outputs[stage].append((prob, y, batch["groups"]))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        return {"crop_id": list(batch["crop_id"]), "p_pain": self.predict_proba(batch["image"]).float().cpu()}
+
+    def _epoch_end(self, stage: str):
+        values = self.metrics[stage + "_"].compute()
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, sync_dist=True, prog_bar=stage != "train")
+        self.metrics[stage + "_"].reset()
+        cm = self.confmat[stage + "_"].compute()  # synced across ranks by torchmetrics
+        self.last_confmat[stage] = cm.detach().cpu()
+        for (i, j), name in {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}.items():
+            self.log(f"{stage}/confmat_{name}", cm[i, j].float(), sync_dist=False)
+        self.confmat[stage + "_"].reset()
+        if stage in self._outputs and self._outputs[stage]:
+            self._log_groups(stage)
+            self._outputs[stage].clear()
+
+    def _log_groups(self, stage: str):
+        """The stage's metrics per value of each ``group_by`` column (e.g. per sex)."""
+        prob = torch.cat([o[0] for o in self._outputs[stage]])
+        y = torch.cat([o[1] for o in self._outputs[stage]])
+        groups = torch.cat([o[2] for o in self._outputs[stage]])
+        if self.trainer.world_size > 1:
+            prob, y, groups = (self.all_gather(t).reshape(-1, *t.shape[1:]) for t in (prob, y, groups))
+        levels = getattr(self.trainer.datamodule, "group_levels", {}) if self.trainer.datamodule else {}
+        for g, col in enumerate(self.group_by):
+            names = levels.get(col, [])
+            for code in torch.unique(groups[:, g]).tolist():
+                mask = groups[:, g] == code
+                name = names[code] if code < len(names) else str(code)
+                p, t = prob[mask], y[mask]
+                pred = (p >= 0.5).long()
+                self.log(f"{stage}/acc_{col}={name}", (pred == t).float().mean(), sync_dist=False)
+                if (t == 1).any():
+                    self.log(f"{stage}/sensitivity_{col}={name}", (pred[t == 1] == 1).float().mean(), sync_dist=False)
+                if (t == 0).any():
+                    self.log(f"{stage}/specificity_{col}={name}", (pred[t == 0] == 0).float().mean(), sync_dist=False)
+
+    def on_train_epoch_end(self):
+        self._epoch_end("train")
+
+    def on_validation_epoch_end(self):
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self):
+        self._epoch_end("test")
+
+    def configure_optimizers(self):
+        # paper step 5: Adam at 1e-3; the optimizer config is a partial finished here
+        opt = self.hparams.optimizer
+        if opt is None:
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+        if callable(opt):
+            return opt(params=self.parameters())
+        from hydra.utils import instantiate
+
+        built = instantiate(opt)
+        return built(params=self.parameters()) if callable(built) and not isinstance(built, torch.optim.Optimizer) else built
+
+
+def load_weights_into(model: PainClassifier, ckpt_path: str | Path) -> None:
+    """Fine-tuning start point (``model.init_from``): copy a checkpoint's network weights."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ModelError(f"model.init_from: checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = {k[len("net."):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("net.")}
+    try:
+        model.net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[1] if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ModelError(f"{path}: checkpoint is of another architecture ({first.strip()})") from None
+
+
+def load_classifier(ckpt_path: str | Path, map_location="cpu") -> PainClassifier:
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ModelError(f"ckpt_path: checkpoint not found: {path}")
+    try:
+        return PainClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: not a painface PainClassifier checkpoint ({str(exc).splitlines()[0]})") from None

@@ -1,0 +1,104 @@
+"""What ``train.py`` and ``eval.py`` run: build data, model, callbacks and loggers from the
+validated config, then fit, test or evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def _instantiate_dict(node) -> list:
+    from hydra.utils import instantiate
+
+    return [instantiate(v) for v in (node or {}).values() if v is not None and "_target_" in v]
+
+
+def build(cfg: DictConfig):
+    """Datamodule, model, trainer from a validated config."""
+    import lightning as L
+    import torch
+
+    from painface.data import PainFaceDataModule
+    from painface.models import PainClassifier
+
+    if cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    data_kw = OmegaConf.to_container(cfg.data, resolve=True)
+    data_kw.pop("_target_")
+    dm = PainFaceDataModule(**data_kw, input_size=cfg.model.net.input_size, group_by=list(cfg.model.metrics.group_by))
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    optimizer = OmegaConf.to_container(cfg.model.optimizer, resolve=True) if cfg.model.optimizer is not None else None
+    model = PainClassifier(net=net, optimizer=optimizer, group_by=list(cfg.model.metrics.group_by),
+                           init_from=cfg.model.init_from, label_smoothing=cfg.model.label_smoothing)
+    callbacks = _instantiate_dict(cfg.callbacks)
+    loggers = _instantiate_dict(cfg.logger)
+    from hydra.utils import instantiate
+
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return dm, model, trainer
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit (optionally resuming from ``ckpt_path``), then test the best checkpoint on held-out mice."""
+    from painface.config import validate
+
+    cfg = validate(cfg)
+    dm, model, trainer = build(cfg)
+    if cfg.train:
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+    if cfg.test:
+        test_ckpt = best or cfg.ckpt_path
+        results = trainer.test(model, datamodule=dm, ckpt_path=test_ckpt if test_ckpt else None)
+        metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
+    if trainer.is_global_zero:
+        _summarise(cfg, trainer, metrics, best)
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """``eval.py``: metrics and confusion matrix of a checkpoint on a (held-out) store."""
+    from painface.config import ConfigError, validate
+    from painface.models import load_classifier
+
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("config key 'ckpt_path': eval.py needs ckpt_path=PATH")
+    cfg = validate(cfg)
+    dm, _, trainer = build(cfg)
+    model = load_classifier(cfg.ckpt_path)
+    dm.input_size = model.input_size
+    # evaluate on every selected mouse of the store, not on one fold
+    dm.setup("test")
+    dm.val_index = dm.index
+    results = trainer.test(model, datamodule=dm)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if trainer.is_global_zero:
+        _summarise(cfg, trainer, metrics, cfg.ckpt_path)
+    return metrics
+
+
+def _summarise(cfg, trainer, metrics: dict, ckpt: str) -> None:
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps({"checkpoint": ckpt, "metrics": metrics}, indent=2, sort_keys=True))
+    os.replace(tmp, out / "metrics.json")
+    images = sorted({str(p.parent) for lg in trainer.loggers if getattr(lg, "log_dir", None)
+                     for p in Path(lg.log_dir).glob("images/*.png")})
+    lines = [
+        "",
+        "painface results",
+        f"  metrics      {out / 'metrics.json'}",
+        *[f"  {k:<12} {metrics[k]:.3f}" for k in sorted(metrics) if k.startswith("test/") and "=" not in k
+          and "confmat" not in k],
+        f"  checkpoint   {ckpt or '(none)'}",
+        *[f"  images       {d}  (confusion matrix, Grad-CAM)" for d in images],
+        *[f"  logs         {lg.log_dir}" for lg in trainer.loggers if getattr(lg, "log_dir", None)],
+    ]
+    print("\n".join(lines))
