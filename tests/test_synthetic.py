@@ -92,9 +92,9 @@ def test_each_action_unit_changes_pixels_only_inside_its_region(au):
         neutral = np.full((300, 300, 3), 80, np.uint8)
         pain = neutral.copy()
         render_face(neutral, Mouse("m"), pose, Expression(0.0, weights))
-        render_face(pain, Mouse("m"), pose, Expression(1.0, weights))
+        render_face(pain, Mouse("m"), pose, Expression(1.0, weights, signal=2.0))
         changed = np.abs(neutral.astype(int) - pain.astype(int)).max(axis=2) > 8
-        mask = region_masks(neutral.shape, Mouse("m"), pose, Expression(1.0, weights))[au] > 0
+        mask = region_masks(neutral.shape, Mouse("m"), pose, Expression(1.0, weights, signal=2.0))[au] > 0
         changed_total += changed.sum()
         inside_total += (changed & mask).sum()
     assert changed_total > 30, f"{au} at full intensity changed almost nothing"

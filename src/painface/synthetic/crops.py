@@ -30,7 +30,8 @@ def render_crops(n_mice: int, per_mouse: int, seed: int = 0, signal: float = 1.0
             level = float(np.clip(intensity * rng.uniform(0.8, 1.2), 0, 1)) if label else 0.0
             yaw = rng.uniform(-95, 95)
             pose = Pose(yaw=yaw, pitch=rng.normal(5, 12), roll=rng.normal(0, 7), cx=canvas / 2, cy=canvas / 2,
-                        scale=size * 0.225 * rng.uniform(0.85, 1.15))
+                        scale=size * 0.225 * rng.uniform(0.85, 1.15), ear_back=float(np.clip(rng.normal(0, 14), -25, 35)),
+                        eye_open=float(rng.uniform(0.75, 1.1)))
             img = np.full((canvas, canvas, 3), int(rng.uniform(60, 100)), np.uint8)
             cv2.rectangle(img, (0, int(canvas * rng.uniform(0.6, 0.75))), (canvas, canvas), (15, 15, 17), -1)
             kp = render_face(img, mouse, pose, Expression(intensity=level, weights=weights, signal=signal))

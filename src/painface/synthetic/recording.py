@@ -94,7 +94,10 @@ def head_motion(spec: SessionSpec, rng: np.random.Generator) -> pd.DataFrame:
         dur = rng.uniform(1.0, 3.0)
         occluded[int(t * fps): int((t + dur) * fps)] = True
         t += dur + rng.exponential(40.0)
-    return pd.DataFrame({"heading": heading, "pitch": pitch, "roll": roll, "px": px, "pz": pz, "occluded": occluded})
+    ear_back = np.clip(_smooth(rng, n, fps, 14.0, 2.0), -25, 35)   # ear movements unrelated to pain
+    eye_open = np.clip(1.0 + _smooth(rng, n, fps, 0.1, 1.0), 0.7, 1.15)
+    return pd.DataFrame({"heading": heading, "pitch": pitch, "roll": roll, "px": px, "pz": pz, "occluded": occluded,
+                         "ear_back": ear_back, "eye_open": eye_open})
 
 
 def pain_intensity(spec: SessionSpec, rng: np.random.Generator) -> np.ndarray:
@@ -169,8 +172,9 @@ def camera_pose(motion: pd.DataFrame, cam: int, width: int, height: int, head_si
     scale = 0.085 * height * head_size / (1 + 0.5 * depth)
     cx = width * (0.5 + 0.55 * lateral)
     cy = height * (0.52 - 0.1 * depth)
-    return [Pose(yaw=((y + 180) % 360) - 180, pitch=p, roll=r, cx=x, cy=yc, scale=s, occluded=o)
-            for y, p, r, x, yc, s, o in zip(rel_yaw, motion["pitch"], motion["roll"], cx, cy, scale, motion["occluded"])]
+    return [Pose(yaw=((y + 180) % 360) - 180, pitch=p, roll=r, cx=x, cy=yc, scale=s, occluded=o, ear_back=eb, eye_open=eo)
+            for y, p, r, x, yc, s, o, eb, eo in zip(rel_yaw, motion["pitch"], motion["roll"], cx, cy, scale,
+                                                    motion["occluded"], motion["ear_back"], motion["eye_open"])]
 
 
 def likelihood_and_jitter(kps_true: np.ndarray, visibility: np.ndarray, scale: np.ndarray, rng) -> np.ndarray:

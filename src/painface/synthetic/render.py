@@ -23,6 +23,9 @@ import numpy as np
 #: The mouse grimace scale's action units plus the head/forehead change the paper reports.
 ACTION_UNITS = ("orbital", "nose", "cheek", "ear", "whisker", "forehead")
 KEYPOINTS = ("nose", "right_eye", "left_eye")
+#: Calibrated so that at signal 1.0 a linear model on 32x32 grey pixels stays near chance
+#: level while the paper's CNN learns the task (benchmarks/difficulty.py, README).
+AMPLITUDE = 0.5
 
 _SHIFT = 4  # cv2 sub-pixel drawing: coordinates carry 4 fractional bits
 _SCALE = 1 << _SHIFT
@@ -59,6 +62,9 @@ class Pose:
     cy: float = 180.0
     scale: float = 30.0  # pixels per head unit (head half-width ~ 1 unit)
     occluded: bool = False  # paws in front of the face, as in grooming
+    # natural, pain-unrelated variation: free mice move their ears and blink
+    ear_back: float = 0.0    # degrees the ears are turned back
+    eye_open: float = 1.0    # factor on the palpebral opening
 
 
 @dataclass
@@ -78,7 +84,7 @@ class Expression:
     signal: float = 1.0  # global scale of the planted effect (tests use a stronger one)
 
     def amount(self, au: str) -> float:
-        return float(np.clip(self.intensity * self.weights.get(au, 0.0) * self.signal, 0.0, 1.5))
+        return float(np.clip(self.intensity * self.weights.get(au, 0.0) * self.signal * AMPLITUDE, 0.0, 1.5))
 
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -198,13 +204,13 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
     ears = []
     for side in (-1, 1):
         base = np.array([0.55 * side * k, -0.62 * k, -0.05 * k])
-        back = np.deg2rad(55 * a["ear"])
+        back = np.deg2rad(32 * a["ear"] + pose.ear_back)
         out = np.deg2rad(28)
         # neutral ear axis points up and out; pain tilts it backwards
         axis = _unit([side * np.sin(out), -np.cos(out) * np.cos(back), -np.sin(back)])
         normal = _unit([side * 0.25, -0.15, 1.0 - 0.6 * a["ear"]])
         length = 0.62 * mouse.ear_size * k
-        width = 0.5 * mouse.ear_size * k * (1 - 0.35 * min(a["ear"], 1))
+        width = 0.5 * mouse.ear_size * k * (1 - 0.25 * min(a["ear"], 1))
         centre = base + axis * length * 0.85
         ears.append((centre, normal, width, length, s.depth([centre])[0]))
 
@@ -216,11 +222,19 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
     if body_depth < head_depth:
         s.poly(body_item[1], _shade(coat, 0.93), None, hull=True)
     s.poly(head_pts, coat, None, hull=True)
-    # a forehead mask covering the crown region of the silhouette in both states
+    # the forehead mask covers the part of the silhouette the crown point can change:
+    # the crown in both states and its neighbours on both outlines
     if not neutral_ref:
-        s.items.append(("mask", _region_poly(s, [(0, -0.97 * k, 0.4 * k), (0, -0.6 * k, 0.05 * k),
-                                                  (0.35 * k, -0.75 * k, 0.3 * k), (-0.35 * k, -0.75 * k, 0.3 * k),
-                                                  (0, -0.7 * k, 0.75 * k)], 0.18 * k), 0, 0, "forehead_mask"))
+        crown0 = np.array([0, -0.95 * k, 0.35 * k])
+        near = [crown, crown0]
+        for pts in (head_pts, np.vstack([skull, snout, crown0])):
+            xy = s.project(pts).astype(np.float32)
+            hull = cv2.convexHull(xy, returnPoints=False).ravel()
+            at = np.flatnonzero(hull == len(pts) - 1)
+            if len(at):
+                i = at[0]
+                near += [pts[hull[(i - 1) % len(hull)]], pts[hull[(i + 1) % len(hull)]]]
+        s.items.append(("mask", _region_poly(s, near, 0.06 * k), 0, 0, "forehead_mask"))
     if body_depth >= head_depth:
         s.poly(body_item[1], _shade(coat, 0.93), None, hull=True)
     for centre, normal, w, l, d in ears:
@@ -273,7 +287,7 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
         eye_info[name] = (c, vis)
         if vis > 0.02:
             w = 0.2 * mouse.eye_size * k
-            h = w * 0.85 * mouse.eye_openness * (1 - 0.6 * min(a["orbital"], 1.2))
+            h = w * 0.85 * mouse.eye_openness * pose.eye_open * (1 - 0.5 * min(a["orbital"], 1.2))
             # orbital fur ring, then the eye, then a catch-light
             ring = _shade(coat, 0.9 if not dark_coat else 1.25)
             s.disc(c, n, w * 1.45, max(h * 1.45, w * 0.55), ring, "orbital")
