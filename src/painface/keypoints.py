@@ -67,20 +67,20 @@ def tidy_dlc(wide: pd.DataFrame, source: str = "DeepLabCut table", individual: s
         wide = wide.xs(pick, axis=1, level=ind_level)
     wide = wide.droplevel(0, axis=1)  # the scorer: never hard-coded
     coords = set(wide.columns.get_level_values(1))
-    for c in ("x", "y", "likelihood"):
+    for c in ("x", "y"):
         if c not in coords:
             raise KeypointError(f"{source}: missing coordinate '{c}' (has {sorted(coords)})")
     frames = _frame_numbers(wide.index)
     parts = list(dict.fromkeys(wide.columns.get_level_values(0)))
     out = []
     for bp in parts:
-        out.append(pd.DataFrame({
-            "frame": frames,
-            "bodypart": bp,
-            "x": pd.to_numeric(wide[(bp, "x")], errors="coerce").to_numpy(float),
-            "y": pd.to_numeric(wide[(bp, "y")], errors="coerce").to_numpy(float),
-            "likelihood": pd.to_numeric(wide[(bp, "likelihood")], errors="coerce").to_numpy(float),
-        }))
+        x = pd.to_numeric(wide[(bp, "x")], errors="coerce").to_numpy(float)
+        y = pd.to_numeric(wide[(bp, "y")], errors="coerce").to_numpy(float)
+        if (bp, "likelihood") in wide.columns:
+            like = pd.to_numeric(wide[(bp, "likelihood")], errors="coerce").to_numpy(float)
+        else:  # hand-label files (CollectedData_*) have no likelihood: a label is certain
+            like = np.where(np.isfinite(x) & np.isfinite(y), 1.0, 0.0)
+        out.append(pd.DataFrame({"frame": frames, "bodypart": bp, "x": x, "y": y, "likelihood": like}))
     return pd.concat(out, ignore_index=True)
 
 

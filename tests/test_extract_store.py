@@ -1,0 +1,119 @@
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from painface import store as st
+from painface.extract import ExtractConfig, extract
+from painface.keypoints import read_dlc
+from painface.manifest import read_manifest, write_manifest
+
+
+def test_store_holds_every_face_the_rules_accept(store, manifest):
+    idx = st.read_index(store)
+    rows = read_manifest(manifest)
+    expected = 0
+    for _, r in rows.iterrows():
+        # independent count, with plain pandas on DeepLabCut's own layout: nose and >= 1 eye at >= 0.9
+        like = pd.read_hdf(r["keypoints"]).xs("likelihood", axis=1, level="coords").droplevel(0, axis=1)
+        expected += int(((like["nose"] >= 0.9) & ((like["right_eye"] >= 0.9) | (like["left_eye"] >= 0.9))).sum())
+    assert len(idx) == expected
+    assert set(idx.columns) >= set(st.INDEX_COLUMNS)
+    assert idx["crop_id"].is_unique
+    assert set(idx.loc[idx.phase == "pre", "label"]) == {"no_pain"} and set(idx.loc[idx.phase == "post", "label"]) == {"pain"}
+    pre = idx[idx.phase == "pre"]
+    assert (pre["time_s"] < 0).all()          # minutes before the injection are negative
+    img = st.CropReader(store).read(*idx.iloc[0][["image", "offset", "nbytes"]])
+    assert img.shape == (64, 64, 3) and img.std() > 5
+
+
+def test_summary_counts_rules(store):
+    s = st.read_summaries(store)
+    assert (s["rule_i"] + s["rule_ii"] + s["rule_iii"] + s["rule_iv"] == s["frames"]).all()
+    assert (s["faces"] == s["frames"] - s["rule_iv"]).all()
+
+
+def _copy_manifest(manifest, tmp_path, n=None):
+    df = read_manifest(manifest)
+    if n:
+        df = df.head(n)
+    out = tmp_path / "m.csv"
+    write_manifest(df, out)
+    return out, df
+
+
+def test_bad_videos_fail_alone(manifest, tmp_path):
+    m, df = _copy_manifest(manifest, tmp_path, n=3)
+    trunc = tmp_path / "trunc.mp4"
+    data = open(df.loc[0, "video"], "rb").read()
+    trunc.write_bytes(data[: len(data) // 2])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    df.loc[0, "video"], df.loc[1, "video"] = str(trunc), str(empty)
+    write_manifest(df, m)
+    summary, errors = extract(m, tmp_path / "store", ExtractConfig(crop_size=32), show_progress=False)
+    assert len(summary) == 1                       # the good video still finished
+    assert any("trunc.mp4" in e for e in errors) and any("empty.mp4" in e and "0 bytes" in e for e in errors)
+    assert not list((tmp_path / "store" / "parts").glob(".tmp-*"))
+
+
+def test_frame_count_mismatch_names_the_file(manifest, tmp_path):
+    m, df = _copy_manifest(manifest, tmp_path, n=1)
+    wide = pd.read_hdf(df.loc[0, "keypoints"])
+    short = tmp_path / "shortDLC.h5"
+    wide.iloc[:-5].to_hdf(short, key="df_with_missing", mode="w")
+    df.loc[0, "keypoints"] = str(short)
+    write_manifest(df, m)
+    _, errors = extract(m, tmp_path / "store", ExtractConfig(crop_size=32), show_progress=False)
+    assert len(errors) == 1 and "shortDLC.h5" in errors[0] and "frames" in errors[0]
+
+
+def test_store_of_another_version_or_missing_images(store, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    blob = next((copy / "parts").glob("*/crops.bin"))
+    blob.unlink()
+    with pytest.raises(st.StoreError, match="crops.bin"):
+        st.read_index(copy)
+    (copy / "store.json").write_text('{"schema_version": 99}')
+    with pytest.raises(st.StoreError, match="schema version 99"):
+        st.read_index(copy)
+
+
+def _extract_cmd(manifest, root):
+    code = ("import sys; from painface.extract import extract, ExtractConfig; "
+            f"extract({str(manifest)!r}, {str(root)!r}, ExtractConfig(crop_size=32), show_progress=False)")
+    return [sys.executable, "-c", code]
+
+
+def _snapshot(root):
+    idx = st.read_index(root).sort_values("crop_id").reset_index(drop=True)
+    reader = st.CropReader(root)
+    images = [reader.read(*r, flags=cv2.IMREAD_UNCHANGED).tobytes() for r in idx[["image", "offset", "nbytes"]].to_numpy()]
+    return idx.drop(columns=["offset"]), images
+
+
+@pytest.mark.slow
+def test_killed_extraction_resumes_to_an_identical_store(manifest, tmp_path):
+    m, _ = _copy_manifest(manifest, tmp_path, n=6)
+    ref = tmp_path / "ref"
+    subprocess.run(_extract_cmd(m, ref), check=True)
+    root = tmp_path / "killed"
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        proc = subprocess.Popen(_extract_cmd(m, root))
+        time.sleep(float(rng.uniform(1.0, 3.0)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    subprocess.run(_extract_cmd(m, root), check=True)
+    a_idx, a_img = _snapshot(ref)
+    b_idx, b_img = _snapshot(root)
+    pd.testing.assert_frame_equal(a_idx, b_idx)
+    assert a_img == b_img
+    assert not list((root / "parts").glob(".tmp-*"))
