@@ -74,7 +74,7 @@ def compose(store, tmp_path):
             cfg = hydra_compose(config_name=config_name, overrides=[
                 "data=store", f"data.store={store}", f"paths.output_dir={tmp_path}", "data.num_workers=0",
                 "data.persistent_workers=false", "data.samples_per_epoch=64", "data.batch_size=32", "data.n_folds=2",
-                "model.net.input_size=32", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+                "model.net.input_size=64", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
                 *overrides])
         return cfg
 

@@ -1,0 +1,157 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from painface.config import ConfigError
+from painface.data import DataError
+from painface.models import ModelError, PainClassifier, PaperCNN
+from painface.training import train
+from tests.conftest import ROOT
+
+FAST = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2",
+        "+trainer.limit_test_batches=2"]
+
+
+@pytest.mark.parametrize("model", ["paper", "resnet18"])
+@pytest.mark.parametrize("data", ["store", "balbc", "c57bl6"])
+def test_fast_dev_run_every_data_and_model(compose, store, data, model):
+    cfg = compose(f"data={data}", f"model={model}", "debug=fdr", "data.n_folds=2")
+    cfg.data.store = str(store)
+    metrics = train(cfg)
+    assert np.isfinite(metrics["test/loss"])
+
+
+def test_paper_cnn_shape():
+    net = PaperCNN(channels=[4, 8, 8, 8, 8, 16], fc=[8, 4])
+    convs = [m for m in net.features.modules() if m.__class__.__name__ == "Conv2d"]
+    assert len(convs) == 6 and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
+    import torch
+
+    out = net(torch.zeros(2, 3, 64, 64))
+    assert out.shape == (2, 2)
+    assert net.forward_features(torch.zeros(1, 3, 64, 64)).shape == (1, 16, 1, 1)
+
+
+def test_callbacks_write_images_with_content_and_checkpoints_resume(compose, tmp_path):
+    import cv2
+
+    cfg = compose(*FAST)
+    train(cfg)
+    images = Path(tmp_path) / "csv" / "version_0" / "images"
+    cam = cv2.imread(str(next(images.glob("val_gradcam_epoch000.png"))))
+    top, bottom = np.split(cam, 2, axis=0)
+    assert (bottom.astype(int) - top.astype(int)).std() > 5   # the overlay differs from the image
+    cm = pd.read_json(next(images.glob("val_confusion_matrix_epoch000.json")), typ="series")
+    assert cm[["tn", "fp", "fn", "tp"]].sum() > 0
+    last = Path(tmp_path) / "checkpoints" / "last.ckpt"
+    assert last.exists() and len(list((Path(tmp_path) / "checkpoints").glob("epoch*.ckpt"))) == 1
+    model = PainClassifier.load_from_checkpoint(last)     # no other arguments needed
+    assert model.hparams.net["name"] == "paper"
+    cfg2 = compose(*FAST, "trainer.max_epochs=2", f"ckpt_path={last}")
+    train(cfg2)
+    resumed = pd.read_csv(Path(tmp_path) / "csv" / "version_1" / "metrics.csv")
+    trained = resumed.dropna(subset=["train/loss_epoch"])["epoch"].tolist()
+    assert trained == [1]   # resumed after epoch 0 and trained only epoch 1
+
+
+def test_gradcam_map_is_not_constant(compose, tmp_path):
+    import torch
+
+    from painface.callbacks import gradcam_maps
+
+    torch.manual_seed(0)  # an untrained net's Grad-CAM can be all zero (its ReLU); fix one that is not
+    net = PaperCNN()
+    maps = gradcam_maps(net, torch.randn(2, 3, 64, 64), targets=[1, 1])
+    assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1
+    assert maps[0].std() > 0.01
+
+
+def test_config_typos_fail_with_the_key_name(compose):
+    with pytest.raises(ConfigError, match="data.samples_per_epok"):
+        train(compose("+data.samples_per_epok=5"))
+    with pytest.raises(ConfigError, match="model.net.name"):
+        train(compose("model.net.name=vgg99"))
+    with pytest.raises(ConfigError, match="trainer.max_epoch"):
+        train(compose("+trainer.max_epoch=3"))
+    with pytest.raises(ConfigError, match="callbacks.gradcam.every_n_epoch"):
+        train(compose("+callbacks.gradcam.every_n_epoch=3"))
+
+
+def test_bad_training_inputs(compose, store, tmp_path):
+    with pytest.raises(DataError, match="only one class"):
+        train(compose(*FAST, "data.phases=[pre]"))
+    empty = tmp_path / "empty"
+    from painface.store import create_store
+
+    create_store(empty)
+    with pytest.raises(DataError, match="empty"):
+        train(compose(*FAST, f"data.store={empty}"))
+    from painface.store import StoreError
+
+    with pytest.raises(StoreError, match="no crop store"):
+        train(compose(*FAST, f"data.store={tmp_path / 'nowhere'}"))
+    # a checkpoint of another architecture, as a fine-tuning start point
+    import torch
+
+    other = PainClassifier(net={"name": "paper", "channels": [8, 8, 8, 8, 8, 8], "fc": [8, 8]})
+    ckpt = tmp_path / "other.ckpt"
+    torch.save({"state_dict": other.state_dict()}, ckpt)
+    with pytest.raises(ModelError, match="other.ckpt.*another architecture"):
+        train(compose(*FAST, f"model.init_from={ckpt}"))
+
+
+def _cli(args, cwd, env_extra=None, timeout=600):
+    env = {**os.environ, "WANDB_MODE": "offline", **(env_extra or {})}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _cli_overrides(store):
+    return [f"data=store", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
+            "data.samples_per_epoch=64", "data.batch_size=32", "data.n_folds=2", "model.net.input_size=64",
+            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *FAST]
+
+
+def test_unknown_names_and_typos_exit_nonzero_with_one_line(store, tmp_path):
+    r = _cli(["data=nosuch"], tmp_path)
+    assert r.returncode != 0 and "nosuch" in r.stderr
+    r = _cli([*_cli_overrides(store), "+data.bach_size=3"], tmp_path)
+    assert r.returncode == 1 and "error: config key 'data.bach_size'" in r.stderr
+
+
+@pytest.mark.slow
+def test_multirun_sweep_through_the_command_line(store, tmp_path):
+    r = _cli(["-m", "model=paper,resnet18", *_cli_overrides(store), f"paths.log_dir={tmp_path}/logs"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    runs = list((tmp_path / "logs" / "train" / "multiruns").glob("*/*/metrics.json"))
+    assert len(runs) == 2
+
+
+@pytest.mark.slow
+def test_wandb_offline_run(store, tmp_path):
+    r = _cli([*_cli_overrides(store), "logger=wandb", f"paths.log_dir={tmp_path}/logs"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    runs = list(tmp_path.glob("logs/train/runs/*/wandb/offline-run-*"))
+    assert runs, "no offline W&B run directory"
+    assert list(runs[0].glob("run-*.wandb"))
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_two_processes(compose, tmp_path):
+    cfg = compose(*FAST, "trainer=ddp_cpu", "trainer.accelerator=cpu", "~callbacks.gradcam")
+    metrics = train(cfg)
+    assert np.isfinite(metrics["test/acc"])
+
+
+@pytest.mark.slow
+def test_real_training_generalises_to_held_out_mice(compose):
+    cfg = compose("trainer.max_epochs=6", "data.samples_per_epoch=1024", "data.batch_size=64", "model.net.input_size=48",
+                  "~callbacks.gradcam")
+    metrics = train(cfg)
+    assert metrics["test/acc"] > 0.85
+    assert metrics["test/auroc"] > 0.9
