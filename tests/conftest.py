@@ -23,7 +23,7 @@ STUDY = {
         "seed": 7, "fps": 10, "width": 320, "height": 180, "cameras": 2, "pre_min": 0.25, "post_min": 0.25,
         "zero_fraction": 0.0, "signal": 3.0,
         "groups": {
-            "ac": {"n": 4, "females": 1, "timeline": [[0, 0.9], [1, 0.9]]},
+            "ac": {"n": 6, "females": 2, "timeline": [[0, 0.9], [1, 0.9]]},
             "b6": {"n": 2, "strain": "C57BL/6", "timeline": [[0, 0.9], [1, 0.9]]},
         },
     },

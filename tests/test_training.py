@@ -150,8 +150,8 @@ def test_ddp_on_cpu_two_processes(compose, tmp_path):
 
 @pytest.mark.slow
 def test_real_training_generalises_to_held_out_mice(compose):
-    cfg = compose("trainer.max_epochs=6", "data.samples_per_epoch=1024", "data.batch_size=64", "model.net.input_size=48",
-                  "~callbacks.gradcam")
+    cfg = compose("trainer.max_epochs=8", "data.samples_per_epoch=1024", "data.batch_size=64", "model.net.input_size=64",
+                  "data.strains=[BALB/c]", "data.n_folds=3", "~callbacks.gradcam")
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.85
     assert metrics["test/auroc"] > 0.9

@@ -25,7 +25,7 @@ ACTION_UNITS = ("orbital", "nose", "cheek", "ear", "whisker", "forehead")
 KEYPOINTS = ("nose", "right_eye", "left_eye")
 #: Calibrated so that at signal 1.0 a linear model on 32x32 grey pixels stays near chance
 #: level while the paper's CNN learns the task (benchmarks/difficulty.py, README).
-AMPLITUDE = 0.5
+AMPLITUDE = 0.42
 
 _SHIFT = 4  # cv2 sub-pixel drawing: coordinates carry 4 fractional bits
 _SCALE = 1 << _SHIFT
