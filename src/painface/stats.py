@@ -1,0 +1,71 @@
+"""Group statistics as in the paper (step 7), through scipy and statsmodels.
+
+- two groups: unpaired t-test;
+- more than two: one-way ANOVA, then Dunnett's test of each group against the control;
+- frequencies: chi-squared per category with Bonferroni correction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+class StatsError(ValueError):
+    pass
+
+
+def _check(groups: dict[str, np.ndarray], need: int = 2):
+    for name, values in groups.items():
+        v = np.asarray(values, float)
+        if np.isfinite(v).sum() < need:
+            raise StatsError(f"group '{name}' has {np.isfinite(v).sum()} animal(s); the test needs at least {need}")
+
+
+def compare_groups(groups: dict[str, np.ndarray], control: str) -> pd.DataFrame:
+    """Each group against the control: t-test for two groups, ANOVA + Dunnett for more."""
+    if control not in groups:
+        raise StatsError(f"control group '{control}' not among {list(groups)}")
+    _check(groups)
+    clean = {k: np.asarray(v, float)[np.isfinite(v)] for k, v in groups.items()}
+    others = [g for g in clean if g != control]
+    rows = []
+    if len(clean) == 2:
+        g = others[0]
+        t = stats.ttest_ind(clean[g], clean[control])  # unpaired, equal variances, as in the paper
+        rows.append({"group": g, "control": control, "test": "unpaired t-test", "statistic": t.statistic, "p": t.pvalue})
+    else:
+        anova = stats.f_oneway(*clean.values())
+        d = stats.dunnett(*[clean[g] for g in others], control=clean[control])
+        for g, s, p in zip(others, d.statistic, d.pvalue):
+            rows.append({"group": g, "control": control, "test": "Dunnett", "statistic": s, "p": p,
+                         "anova_F": anova.statistic, "anova_p": anova.pvalue})
+    out = pd.DataFrame(rows)
+    for g in out["group"]:
+        out.loc[out.group == g, "mean"] = clean[g].mean()
+        out.loc[out.group == g, "sem"] = stats.sem(clean[g])
+    out["control_mean"] = clean[control].mean()
+    out["stars"] = out["p"].map(stars)
+    return out
+
+
+def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series) -> pd.DataFrame:
+    """Per category (row), chi-squared on [positive, negative] x class, Bonferroni over rows.
+
+    ``counts``: rows = categories (e.g. facial regions), columns = two classes, values =
+    number of images where the category is positive; ``totals``: images per class.
+    """
+    rows = []
+    for cat, row in counts.iterrows():
+        table = np.array([[row[c], totals[c] - row[c]] for c in counts.columns])
+        chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
+        rows.append({"category": cat, "chi2": chi2, "p": p})
+    out = pd.DataFrame(rows)
+    out["p_bonferroni"] = np.minimum(out["p"] * len(out), 1.0)
+    out["stars"] = out["p_bonferroni"].map(stars)
+    return out
+
+
+def stars(p: float) -> str:
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."

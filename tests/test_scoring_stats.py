@@ -1,0 +1,86 @@
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+from painface.scoring import fit_temperature, fuse_cameras, pain_probability_per_minute, wilson_interval
+from painface.stats import StatsError, chi2_bonferroni, compare_groups
+
+
+def test_camera_fusion_by_hand():
+    pred = pd.DataFrame({
+        "session_id": "s", "camera": ["cam1", "cam2", "cam1", "cam2", "cam1"],
+        "frame": [0, 0, 1, 1, 2], "p_pain": [0.7, 0.2, 0.6, 0.45, 0.3]})
+    fused = fuse_cameras(pred).set_index("frame")
+    # frame 0: pain 0.7+0.2=0.9 vs no pain 0.3+0.8=1.1 -> no pain, although cam1 alone says pain
+    assert fused.loc[0, "sum_pain"] == pytest.approx(0.9) and not fused.loc[0, "pain"]
+    # frame 1: 1.05 vs 0.95 -> pain
+    assert fused.loc[1, "pain"]
+    # frame 2: one camera, its own prediction
+    assert fused.loc[2, "n_cameras"] == 1 and not fused.loc[2, "pain"]
+
+
+def test_pain_probability_per_minute_by_hand():
+    fps = 1.0  # 60 frames per minute keeps the hand count small
+    frames = np.arange(0, 180)
+    fused = pd.DataFrame({"frame": frames[:150], "pain": np.r_[np.ones(30, bool), np.zeros(30, bool), np.ones(90, bool)]})
+    # drop minute 2's faces entirely and some of minute 0's
+    fused = fused[(fused.frame < 120) & ~fused.frame.between(50, 59)]
+    out = pain_probability_per_minute(fused, n_frames=180, fps=fps, treatment_time_s=60).set_index("minute")
+    assert list(out.index) == [-1, 0, 1]
+    assert (out.loc[-1, "pain"], out.loc[-1, "no_pain"], out.loc[-1, "skipped"]) == (30, 20, 10)
+    assert out.loc[-1, "pain_probability"] == pytest.approx(30 / 50)
+    assert out.loc[0, "pain_probability"] == 1.0
+    assert np.isnan(out.loc[1, "pain_probability"]) and out.loc[1, "skipped"] == 60  # empty, not 0
+
+
+def test_wilson_interval_matches_statsmodels():
+    lo, hi = wilson_interval([3, 0, 50], [10, 5, 50])
+    for i, (k, n) in enumerate([(3, 10), (0, 5), (50, 50)]):
+        ref = proportion_confint(k, n, method="wilson")
+        assert lo[i] == pytest.approx(ref[0]) and hi[i] == pytest.approx(ref[1])
+
+
+def test_dunnett_1955_published_example():
+    # Dunnett (1955), JASA 50:1096, Table 1: blood counts, control and two drugs.
+    control = [7.40, 8.50, 7.20, 8.24, 9.84, 8.32]
+    drug_a = [9.76, 8.80, 7.68, 9.36]
+    drug_b = [12.80, 9.68, 12.16, 9.20, 10.55]
+    out = compare_groups({"control": control, "A": drug_a, "B": drug_b}, control="control").set_index("group")
+    # by hand: means 8.25 / 8.90 / 10.878; pooled s^2 = 16.567 / 12 = 1.3806 (s = 1.175)
+    # t_A = 0.65 / (1.175 * sqrt(1/4 + 1/6)) = 0.857;  t_B = 2.628 / (1.175 * sqrt(1/5 + 1/6)) = 3.69
+    assert out.loc["A", "statistic"] == pytest.approx(0.857, abs=0.005)
+    assert out.loc["B", "statistic"] == pytest.approx(3.69, abs=0.01)
+    # Dunnett's conclusion: drug B raises the count (1 % level), drug A does not
+    assert out.loc["A", "anova_F"] == pytest.approx(out.loc["B", "anova_F"])
+    assert out.loc["B", "p"] < 0.01 < out.loc["A", "p"]
+
+
+def test_t_test_matches_hand_computation():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([3.0, 4.0, 5.0, 6.0])
+    # pooled variance = (5/3 + 5/3) / 2 = 5/3; t = -2 / sqrt(5/3 * (1/4 + 1/4)) = -2.1909
+    out = compare_groups({"a": a, "b": b}, control="b")
+    assert out.loc[0, "statistic"] == pytest.approx(-2.19089, abs=1e-4)
+    assert out.loc[0, "test"] == "unpaired t-test"
+
+
+def test_single_animal_group_is_refused():
+    with pytest.raises(StatsError, match="group 'x' has 1 animal"):
+        compare_groups({"x": [0.5], "c": [0.1, 0.2]}, control="c")
+
+
+def test_chi2_bonferroni_by_hand():
+    counts = pd.DataFrame({"pain": [30, 10], "no_pain": [10, 10]}, index=["eye", "ear"])
+    out = chi2_bonferroni(counts, pd.Series({"pain": 50, "no_pain": 50})).set_index("category")
+    # eye: table [[30,20],[10,40]], expected 20/30 in each cell -> chi2 = 2*(100/20+100/30) = 16.667
+    assert out.loc["eye", "chi2"] == pytest.approx(16.6667, abs=1e-3)
+    assert out.loc["ear", "chi2"] == pytest.approx(0.0)
+    assert out.loc["eye", "p_bonferroni"] == pytest.approx(min(2 * out.loc["eye", "p"], 1))
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(0, 2, 4000)
+    labels = (rng.random(4000) < 1 / (1 + np.exp(-true_logit))).astype(int)
+    logits = np.column_stack([np.zeros(4000), true_logit * 3.0])  # over-confident by a factor of 3
+    assert fit_temperature(logits, labels) == pytest.approx(3.0, rel=0.1)
