@@ -24,6 +24,69 @@ def _contact_sheet(args):
     print(contact_sheet(args.out))
 
 
+def _bodypart_map(pairs):
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--bodypart-map: expected FACEPOINT=BODYPART, got '{pair}'")
+        face, part = pair.split("=", 1)
+        if face not in ("nose", "right_eye", "left_eye"):
+            raise ValueError(f"--bodypart-map: unknown face point '{face}' (nose, right_eye, left_eye)")
+        out[face] = part
+    return out
+
+
+def _extract(args):
+    from painface.extract import ExtractConfig, extract, format_summary
+
+    cfg = ExtractConfig(crop_size=args.crop_size, threshold=args.threshold, jpeg_quality=args.jpeg_quality,
+                        workers=args.workers, bodypart_map=_bodypart_map(args.bodypart_map))
+    summary, errors = extract(args.manifest, args.store, cfg)
+    print(format_summary(summary))
+    for e in errors:
+        print(f"painface extract: error: {e}", file=sys.stderr)
+    if errors:
+        raise SystemExit(1)
+
+
+def _store_info(args):
+    from painface.store import read_index, store_meta
+
+    meta = store_meta(args.store)
+    idx = read_index(args.store)
+    print(f"store {args.store}: schema v{meta.get('schema_version')}, {len(idx)} crops of {meta.get('crop_size')} px")
+    for col in ("mouse_id", "phase", "label", "camera", "strain", "rule"):
+        if len(idx):
+            print(f"\nby {col}:\n" + idx[col].value_counts().sort_index().to_string())
+
+
+def _store_export(args):
+    from painface.store import export_crops
+
+    print(f"wrote {export_crops(args.store, args.out, n=args.n, query=args.query, seed=args.seed)} PNGs to {args.out}")
+
+
+def _keypoints(args):
+    from painface.keypoints_run import add_keypoints
+
+    print(f"manifest with keypoints: {add_keypoints(args.manifest, args.config, args.out, shuffle=args.shuffle, analysis_height=args.analysis_height, device=args.device)}")
+
+
+def _dlc_train(args):
+    from painface.dlc import train_face_model
+
+    r = train_face_model(args.config, shuffle=args.shuffle, net_type=args.net_type, epochs=args.epochs,
+                         batch_size=args.batch_size, weights=args.weights, augment=not args.no_augment,
+                         image_size=args.image_size, device=args.device)
+    print(f"DeepLabCut snapshots: {', '.join(r['snapshots'])}")
+
+
+def _dlc_relocate(args):
+    from painface.dlc import relocate_project
+
+    print(f"updated {relocate_project(args.config)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="painface", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -43,6 +106,55 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=None)
     s.set_defaults(func=_synth)
 
+    s = sub.add_parser("extract", help="stream videos into a crop store (paper steps 2-3)")
+    s.add_argument("manifest")
+    s.add_argument("--store", required=True)
+    s.add_argument("--crop-size", type=int, default=128, help="stored crop resolution in pixels")
+    s.add_argument("--threshold", type=float, default=0.9, help="likelihood threshold of the crop rules")
+    s.add_argument("--jpeg-quality", type=int, default=92)
+    s.add_argument("--workers", type=int, default=2, help="videos processed in parallel")
+    s.add_argument("--bodypart-map", nargs="*", help="e.g. nose=snout right_eye=reye left_eye=leye")
+    s.set_defaults(func=_extract)
+
+    s = sub.add_parser("store", help="inspect a crop store")
+    ssub = s.add_subparsers(dest="store_command", required=True)
+    t = ssub.add_parser("info", help="counts by mouse, phase, label, camera")
+    t.add_argument("store")
+    t.set_defaults(func=_store_info)
+    t = ssub.add_parser("export", help="write chosen crops as PNGs")
+    t.add_argument("store")
+    t.add_argument("--out", required=True)
+    t.add_argument("--n", type=int, default=50)
+    t.add_argument("--query", default=None, help="pandas query on the index, e.g. \"label == 'pain' and camera == 'cam1'\"")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_store_export)
+
+    s = sub.add_parser("keypoints", help="run DeepLabCut analyze_videos for every video of a manifest")
+    s.add_argument("manifest")
+    s.add_argument("--config", required=True, help="DeepLabCut project config.yaml")
+    s.add_argument("--out", required=True, help="folder for keypoint files and the updated manifest")
+    s.add_argument("--shuffle", type=int, default=1)
+    s.add_argument("--analysis-height", type=int, default=720, help="downscale to this many rows first (paper: 720)")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=_keypoints)
+
+    s = sub.add_parser("dlc", help="DeepLabCut face model: relocate a project, train offline")
+    dsub = s.add_subparsers(dest="dlc_command", required=True)
+    t = dsub.add_parser("relocate", help="point a moved project at its folder")
+    t.add_argument("config")
+    t.set_defaults(func=_dlc_relocate)
+    t = dsub.add_parser("train", help="create_training_dataset + train_network with pretrained: false")
+    t.add_argument("config")
+    t.add_argument("--shuffle", type=int, default=1)
+    t.add_argument("--net-type", default="resnet_50")
+    t.add_argument("--epochs", type=int, default=200)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--weights", default=None, help="local snapshot to start from (default: random init)")
+    t.add_argument("--image-size", type=int, default=None)
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_dlc_train)
+
     s = sub.add_parser("contact-sheet", help="render pain / no-pain faces of both coats across poses")
     s.add_argument("--out", default="docs/contact_sheet.png")
     s.set_defaults(func=_contact_sheet)
@@ -53,7 +165,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, OSError, KeyError) as exc:
+    except (ValueError, OSError, KeyError) as exc:
         print(f"painface {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0

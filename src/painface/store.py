@@ -207,3 +207,25 @@ def _json_default(o):
     if isinstance(o, (np.floating,)):
         return float(o)
     raise TypeError(type(o))
+
+
+def export_crops(root: str | Path, out: str | Path, n: int = 50, query: str | None = None, seed: int = 0) -> int:
+    """Write up to ``n`` randomly chosen crops as PNGs named after their crop_id."""
+    idx = read_index(root)
+    if query:
+        try:
+            idx = idx.query(query)
+        except Exception as exc:
+            raise StoreError(f"--query: cannot apply '{query}' ({exc})") from None
+    if idx.empty:
+        raise StoreError(f"{root}: no crops match the selection")
+    pick = idx.sample(n=min(n, len(idx)), random_state=seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reader = CropReader(root)
+    for _, r in pick.iterrows():
+        name = r["crop_id"].replace("/", "__") + f"__{r['label']}.png"
+        tmp = out / (name + ".tmp.png")
+        cv2.imwrite(str(tmp), reader.read(r["image"], r["offset"], r["nbytes"]))
+        os.replace(tmp, out / name)
+    return len(pick)
