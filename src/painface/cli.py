@@ -87,6 +87,29 @@ def _dlc_relocate(args):
     print(f"updated {relocate_project(args.config)}")
 
 
+def _score(args):
+    from painface.predict import score
+
+    pred = score(args.ckpt_path, store=args.store, images=args.images, out=args.out, batch_size=args.batch_size,
+                 accelerator=args.accelerator)
+    print(f"scored {len(pred)} crops -> {args.out}")
+
+
+def _analyze(args):
+    from painface.analysis import analyze_study
+
+    print(f"report: {analyze_study(args.study, args.predictions, args.store, args.out, time_scale=args.time_scale)}")
+
+
+def _study_run(args):
+    from painface.study_run import run_study
+
+    overrides = {k: getattr(args, k) for k in ("signal", "fps", "width", "height")}
+    report = run_study(args.study, args.ckpt_path, args.out, workers=args.workers, mice_per_group=args.mice_per_group,
+                       time_scale=args.time_scale, crop_size=args.crop_size, **overrides)
+    print(f"report: {report}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="painface", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,6 +177,40 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=_dlc_train)
+
+    s = sub.add_parser("score", help="p(pain) per crop of a store, or per image of a folder")
+    s.add_argument("--ckpt-path", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--store")
+    g.add_argument("--images", help="a plain folder of PNG/JPEG images")
+    s.add_argument("--out", required=True, help="predictions .parquet")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--accelerator", default="auto")
+    s.set_defaults(func=_score)
+
+    s = sub.add_parser("analyze", help="per-minute pain probability, statistics, figures, HTML report")
+    s.add_argument("study", help="study YAML with an analysis: section")
+    s.add_argument("--predictions", required=True)
+    s.add_argument("--store", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--time-scale", type=float, default=1.0, help="the time scale the study was generated at")
+    s.set_defaults(func=_analyze)
+
+    s = sub.add_parser("study", help="run a synthetic study end to end")
+    stsub = s.add_subparsers(dest="study_command", required=True)
+    t = stsub.add_parser("run", help="synth -> extract -> score -> analyze -> report")
+    t.add_argument("study")
+    t.add_argument("--ckpt-path", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--mice-per-group", type=int, default=None)
+    t.add_argument("--time-scale", type=float, default=1.0, help="shrink durations and timelines (e.g. 0.1)")
+    t.add_argument("--crop-size", type=int, default=128)
+    t.add_argument("--signal", type=float, default=None)
+    t.add_argument("--fps", type=float, default=None)
+    t.add_argument("--width", type=int, default=None)
+    t.add_argument("--height", type=int, default=None)
+    t.set_defaults(func=_study_run)
 
     s = sub.add_parser("contact-sheet", help="render pain / no-pain faces of both coats across poses")
     s.add_argument("--out", default="docs/contact_sheet.png")

@@ -18,6 +18,7 @@ import json
 import mmap
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import cv2
@@ -57,7 +58,8 @@ def create_store(root: str | Path, crop_size: int = 128, image_format: str = "jp
         check_version(root)
         return root
     (root / PARTS).mkdir(parents=True, exist_ok=True)
-    _write_json(meta, {"schema_version": SCHEMA_VERSION, "crop_size": crop_size,
+    # store_id ties predictions files to the store they were made from
+    _write_json(meta, {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, "crop_size": crop_size,
                        "image_format": image_format, "jpeg_quality": jpeg_quality})
     return root
 

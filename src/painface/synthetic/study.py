@@ -78,8 +78,11 @@ def load_generate_spec(path: str | Path, **overrides) -> tuple[str, GenerateSpec
     return doc.get("name", path.stem), spec
 
 
-def session_specs(spec: GenerateSpec, mice_per_group: int | None = None) -> list[SessionSpec]:
-    """Every session of the study, each with its own seed derived from the study seed."""
+def session_specs(spec: GenerateSpec, mice_per_group: int | None = None, time_scale: float = 1.0) -> list[SessionSpec]:
+    """Every session of the study, each with its own seed derived from the study seed.
+
+    ``time_scale`` shrinks durations and the pain timeline together (demo and tests).
+    """
     out = []
     weights = {au: float(spec.au_weights.get(au, 0.0)) for au in ACTION_UNITS}
     for g_index, (group, g) in enumerate(spec.groups.items()):
@@ -92,11 +95,11 @@ def session_specs(spec: GenerateSpec, mice_per_group: int | None = None) -> list
             sex = "female" if i >= n - females else "male"
             mouse = make_mouse(mouse_id, sex, g.strain or spec.strain, rng)
             sensitivity = float(rng.uniform(0.85, 1.15))
-            for phase, minutes in (("pre", spec.pre_min), ("post", spec.post_min)):
+            for phase, minutes in (("pre", spec.pre_min * time_scale), ("post", spec.post_min * time_scale)):
                 out.append(SessionSpec(
                     session_id=f"{mouse_id}_{phase}", mouse=mouse, phase=phase, treatment=group,
                     seconds=minutes * 60.0, fps=spec.fps, width=spec.width, height=spec.height,
-                    cameras=spec.cameras, timeline=[tuple(k) for k in g.timeline], zero_fraction=spec.zero_fraction,
+                    cameras=spec.cameras, timeline=[(k[0] * time_scale, k[1]) for k in g.timeline], zero_fraction=spec.zero_fraction,
                     signal=spec.signal, au_weights=weights, sensitivity=sensitivity,
                     seed=int(rng.integers(2**31)),
                 ))
@@ -109,7 +112,7 @@ def _render_one(args):
 
 
 def generate_study(study_file: str | Path, out_dir: str | Path, workers: int = 1, mice_per_group: int | None = None,
-                   show_progress: bool = True, **overrides) -> Path:
+                   show_progress: bool = True, time_scale: float = 1.0, **overrides) -> Path:
     """Render a whole study and write ``manifest.csv``; returns the manifest path.
 
     Sessions whose video and ground truth already exist are skipped, so an interrupted
@@ -118,7 +121,7 @@ def generate_study(study_file: str | Path, out_dir: str | Path, workers: int = 1
     name, spec = load_generate_spec(study_file, **overrides)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sessions = session_specs(spec, mice_per_group)
+    sessions = session_specs(spec, mice_per_group, time_scale)
     todo = [s for s in sessions if not (out_dir / f"{s.session_id}_truth.parquet").exists()]
     bar = tqdm(total=len(sessions), desc=f"synth {name}", unit="session", disable=not show_progress, initial=len(sessions) - len(todo))
     if workers > 1 and len(todo) > 1:

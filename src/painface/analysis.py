@@ -1,0 +1,142 @@
+"""A study from predictions to results (paper Fig. 1): per-minute pain probability per
+animal, group time courses (mean +- SEM), the post-window average with statistics,
+figures and a self-contained HTML report.
+
+The study file's ``analysis:`` section names the grouping column, the control group,
+the group order, the time windows and the test::
+
+    analysis:
+      group_column: treatment
+      control: vehicle
+      order: [vehicle, ac_0.6, ac_1.0]
+      windows: {pre: [-10, 0], post: [0, 30]}
+      summary_window: post
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from painface.predict import read_predictions
+from painface.scoring import fuse_cameras, pain_probability_per_minute
+from painface.stats import compare_groups
+from painface.store import read_index, read_summaries, store_meta
+
+
+class StudyAnalysisError(ValueError):
+    pass
+
+
+@dataclass
+class AnalysisSpec:
+    group_column: str = "treatment"
+    control: str = "vehicle"
+    order: list = field(default_factory=list)
+    windows: dict = field(default_factory=lambda: {"pre": [-10, 0], "post": [0, 30]})
+    summary_window: str = "post"
+    title: str = ""
+
+
+def load_analysis_spec(path: str | Path, time_scale: float = 1.0) -> tuple[str, AnalysisSpec, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise StudyAnalysisError(f"{path}: study file not found")
+    doc = yaml.safe_load(path.read_text()) or {}
+    raw = doc.get("analysis")
+    if raw is None:
+        raise StudyAnalysisError(f"{path}: no 'analysis:' section")
+    known = {f.name for f in fields(AnalysisSpec)}
+    for key in raw:
+        if key not in known:
+            raise StudyAnalysisError(f"{path}: analysis: unknown key '{key}' (known: {', '.join(sorted(known))})")
+    spec = AnalysisSpec(**raw)
+    spec.windows = {k: [v[0] * time_scale, v[1] * time_scale] for k, v in spec.windows.items()}
+    if spec.summary_window not in spec.windows:
+        raise StudyAnalysisError(f"{path}: analysis.summary_window '{spec.summary_window}' is not one of the windows")
+    return doc.get("name", path.stem), spec, doc
+
+
+def per_minute_table(pred: pd.DataFrame, store: str | Path) -> pd.DataFrame:
+    """Per session and minute: pain, no-pain, skipped frames and the pain probability."""
+    summaries = read_summaries(store)
+    if summaries.empty:
+        raise StudyAnalysisError(f"{store}: the store has no extracted videos")
+    meta_cols = ["session_id", "mouse_id", "sex", "strain", "treatment", "phase"]
+    index = read_index(store, verify=False)
+    session_meta = index.drop_duplicates("session_id").set_index("session_id")[meta_cols[1:]]
+    sess = summaries.groupby("session_id").agg(frames=("frames", "max"), fps=("fps", "first"),
+                                               treatment_time_s=("treatment_time_s", "first"))
+    fused = fuse_cameras(pred)
+    rows = []
+    for session_id, info in sess.iterrows():
+        f = fused[fused.session_id == session_id]
+        t = pain_probability_per_minute(f, int(info.frames), float(info.fps), float(info.treatment_time_s))
+        t.insert(0, "session_id", session_id)
+        rows.append(t)
+    table = pd.concat(rows, ignore_index=True)
+    return table.merge(session_meta, left_on="session_id", right_index=True, how="left")
+
+
+def window_average(per_minute: pd.DataFrame, window, group_column: str) -> pd.DataFrame:
+    """Each animal's mean per-minute pain probability over a window (paper: 30-min average)."""
+    lo, hi = window
+    w = per_minute[(per_minute.minute >= lo) & (per_minute.minute < hi)]
+    return (w.groupby(["mouse_id", group_column])["pain_probability"].mean().rename("pain_probability").reset_index())
+
+
+def analyze_study(study_file: str | Path, predictions: str | Path, store: str | Path, out: str | Path,
+                  time_scale: float = 1.0) -> Path:
+    """Write per-minute and per-animal tables, statistics, figures and report.html."""
+    name, spec, doc = load_analysis_spec(study_file, time_scale)
+    pred, pmeta = read_predictions(predictions, store)
+    per_minute = per_minute_table(pred, store)
+    col = spec.group_column
+    if col not in per_minute.columns:
+        raise StudyAnalysisError(f"{study_file}: analysis.group_column '{col}' is not a manifest/index column")
+    present = list(dict.fromkeys(per_minute[col].dropna()))
+    order = spec.order or sorted(present)
+    for g in order + [spec.control]:
+        if g not in present:
+            raise StudyAnalysisError(f"{study_file}: group '{g}' not found in column '{col}' (have {sorted(present)})")
+    per_animal = window_average(per_minute, spec.windows[spec.summary_window], col)
+    groups = {g: per_animal.loc[per_animal[col] == g, "pain_probability"].to_numpy() for g in order}
+    stats_table = compare_groups(groups, spec.control)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(per_minute, out / "per_minute.csv")
+    _write_csv(per_animal, out / "per_animal.csv")
+    _write_csv(stats_table, out / "statistics.csv")
+    from painface import report
+
+    figs = {
+        "time_course": report.time_course_figure(per_minute, col, order, out / "time_course.png",
+                                                  title=spec.title or name, windows=spec.windows),
+        "window_average": report.window_average_figure(per_animal, col, order, stats_table, out / "window_average.png",
+                                                        window=spec.windows[spec.summary_window]),
+    }
+    smeta = store_meta(store)
+    provenance = {"study file": str(Path(study_file).resolve()), "predictions": str(Path(predictions).resolve()),
+                  "checkpoint": pmeta.get("checkpoint", "?"), "checkpoint sha256 (head)": pmeta.get("checkpoint_sha", "?"),
+                  "store": str(Path(store).resolve()), "store id": smeta.get("store_id", "?"),
+                  "store schema version": smeta.get("schema_version"), "time scale": time_scale}
+    hparams = json.loads(pmeta.get("hparams", "{}"))
+    methods = report.methods_paragraph(spec, hparams, doc.get("generate"), stats_table, len(per_animal))
+    report.write_report(out / "report.html", name, doc.get("description", ""), figs, stats_table, per_animal, provenance,
+                        methods, per_minute)
+    return out / "report.html"
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+__all__ = ["analyze_study", "per_minute_table", "window_average", "load_analysis_spec", "StudyAnalysisError"]

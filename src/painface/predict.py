@@ -1,0 +1,160 @@
+"""Per-frame scoring: p(pain) for every crop of a store (or a folder of images).
+
+Uses ``Trainer.predict``, so the same code runs on CPU, one GPU or several under DDP.
+Writes one Parquet row per crop: session, camera, frame, time, p_pain, p_no_pain; the
+file's metadata names the store it came from and the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from painface.data import CropDataset, augment_and_resize, to_tensor
+from painface.models import load_classifier
+from painface.store import check_version, read_index
+
+PRED_COLUMNS = ("crop_id", "session_id", "mouse_id", "treatment", "phase", "camera", "frame", "time_s", "label",
+                "p_pain", "p_no_pain")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class PredictionError(ValueError):
+    pass
+
+
+def file_digest(path: str | Path, n: int = 1 << 20) -> str:
+    """sha256 of a file's first MiB plus its size: enough to tell checkpoints apart."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        h.update(fh.read(n))
+    h.update(str(Path(path).stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+class FolderDataset(Dataset):
+    """A plain folder of PNG/JPEG images (photographs, DeepLabCut labelled frames)."""
+
+    def __init__(self, folder: str | Path, input_size: int):
+        self.folder = Path(folder)
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise PredictionError(f"{self.folder}: no images (png/jpg) to score")
+        self.size = input_size
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        img = cv2.imread(str(self.files[i]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise PredictionError(f"{self.files[i]}: corrupt or unreadable image")
+        h, w = img.shape[:2]
+        s = min(h, w)  # centre square, as the face crops are square
+        img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        return {"image": to_tensor(augment_and_resize(img, self.size, None)), "label": -1,
+                "groups": torch.zeros(0, dtype=torch.long), "crop_id": self.files[i].name}
+
+
+def _trainer(accelerator="auto", devices=1):
+    import lightning as L
+
+    return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_progress_bar=True,
+                     enable_model_summary=False)
+
+
+def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Path | None = None,
+          images: str | Path | None = None, batch_size: int = 256, num_workers: int = 0, accelerator: str = "auto",
+          devices: int = 1, query: str | None = None) -> pd.DataFrame:
+    """Score a store (or a folder of ``images``) with a checkpoint; optionally write Parquet."""
+    model = load_classifier(ckpt_path)
+    model.eval()
+    if images is not None:
+        ds = FolderDataset(images, model.input_size)
+        index = pd.DataFrame({"crop_id": [p.name for p in ds.files], "path": [str(p) for p in ds.files]})
+        meta = {"source": str(Path(images).resolve())}
+    else:
+        smeta = check_version(store)
+        index = read_index(store)
+        if query:
+            index = index.query(query)
+        if index.empty:
+            raise PredictionError(f"{store}: empty selection, nothing to score")
+        ds = CropDataset(store, index, model.input_size, train=False)
+        meta = {"store": str(Path(store).resolve()), "store_id": smeta.get("store_id", ""),
+                "schema_version": smeta.get("schema_version")}
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    batches = _trainer(accelerator, devices).predict(model, dataloaders=loader)
+    p = torch.cat([b["p_pain"] for b in batches]).numpy().astype(float)
+    ids = [c for b in batches for c in b["crop_id"]]
+    pred = pd.DataFrame({"crop_id": ids, "p_pain": p, "p_no_pain": 1.0 - p})
+    keep = [c for c in PRED_COLUMNS if c in index.columns and c not in ("p_pain", "p_no_pain")] or ["crop_id"]
+    extra = ["path"] if "path" in index.columns else []
+    pred = index[keep + extra].merge(pred, on="crop_id", how="inner", validate="one_to_one")
+    meta.update({"checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_sha": file_digest(ckpt_path),
+                 "hparams": json.dumps(_plain(dict(model.hparams)))})
+    if out is not None:
+        write_predictions(pred, out, meta)
+    pred.attrs.update(meta)
+    return pred
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x if isinstance(x, (int, float, str, bool, type(None))) else str(x)
+
+
+def write_predictions(pred: pd.DataFrame, out: str | Path, meta: dict) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(pred, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"painface": json.dumps(meta).encode()})
+    tmp = out.with_name(out.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def read_predictions(path: str | Path, store: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """Read a predictions file; with ``store``, check that it was made from that store."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionError(f"{path}: predictions file not found")
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(b"painface", b"{}"))
+    if store is not None:
+        smeta = check_version(store)
+        if meta.get("store_id") != smeta.get("store_id"):
+            raise PredictionError(f"{path}: predictions were made for another store ({meta.get('store', '?')}), not {store}")
+    return table.to_pandas(), meta
+
+
+def predict_from_config(cfg) -> pd.DataFrame:
+    """``predict.py``: ckpt_path=..., data.store=..., out=..."""
+    from omegaconf import OmegaConf
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    if not c.get("ckpt_path"):
+        from painface.config import ConfigError
+
+        raise ConfigError("config key 'ckpt_path': predict.py needs ckpt_path=PATH")
+    pred = score(c["ckpt_path"], store=c.get("store"), images=c.get("images"), out=c["out"],
+                 batch_size=c.get("batch_size", 256), num_workers=c.get("num_workers", 0),
+                 accelerator=c.get("accelerator", "auto"), devices=c.get("devices", 1), query=c.get("query"))
+    print(f"scored {len(pred)} crops -> {c['out']}")
+    return pred
+
+
+__all__ = ["score", "read_predictions", "write_predictions", "PredictionError", "FolderDataset"]
