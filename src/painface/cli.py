@@ -110,6 +110,18 @@ def _study_run(args):
     print(f"report: {report}")
 
 
+def _render(args):
+    from painface.render_video import render_annotated
+
+    print(render_annotated(args.video, args.store, args.predictions, args.session, args.camera, args.out, args.window_s))
+
+
+def _locomotion(args):
+    from painface.locomotion import locomotion_report
+
+    print(locomotion_report(args.video, args.out, cm_per_pixel=args.cm_per_pixel, threshold=args.threshold))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="painface", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -211,6 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=int, default=None)
     t.add_argument("--height", type=int, default=None)
     t.set_defaults(func=_study_run)
+
+    s = sub.add_parser("render", help="annotated copy of a recording: crop box, keypoints, running pain probability")
+    s.add_argument("video")
+    s.add_argument("--store", required=True)
+    s.add_argument("--predictions", required=True)
+    s.add_argument("--session", required=True)
+    s.add_argument("--camera", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--window-s", type=float, default=10.0)
+    s.set_defaults(func=_render)
+
+    s = sub.add_parser("locomotion", help="moving distance per second from a top-view video")
+    s.add_argument("video")
+    s.add_argument("--out", required=True)
+    s.add_argument("--cm-per-pixel", type=float, default=None, help="calibration; default reports pixels")
+    s.add_argument("--threshold", type=int, default=40, help="grey-level difference from the background")
+    s.set_defaults(func=_locomotion)
 
     s = sub.add_parser("contact-sheet", help="render pain / no-pain faces of both coats across poses")
     s.add_argument("--out", default="docs/contact_sheet.png")
