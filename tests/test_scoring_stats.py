@@ -84,3 +84,16 @@ def test_temperature_scaling_recovers_a_known_temperature():
     labels = (rng.random(4000) < 1 / (1 + np.exp(-true_logit))).astype(int)
     logits = np.column_stack([np.zeros(4000), true_logit * 3.0])  # over-confident by a factor of 3
     assert fit_temperature(logits, labels) == pytest.approx(3.0, rel=0.1)
+
+
+def test_ece_matches_torchmetrics():
+    import torch
+    from torchmetrics.functional.classification import binary_calibration_error
+
+    from painface.scoring import expected_calibration_error
+
+    rng = np.random.default_rng(1)
+    p = rng.random(500)
+    y = (rng.random(500) < p ** 2).astype(int)
+    ref = binary_calibration_error(torch.tensor(p), torch.tensor(y), n_bins=10).item()
+    assert expected_calibration_error(p, y) == pytest.approx(ref, abs=1e-6)

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,8 @@ def test_callbacks_write_images_with_content_and_checkpoints_resume(compose, tmp
     assert (bottom.astype(int) - top.astype(int)).std() > 5   # the overlay differs from the image
     cm = pd.read_json(next(images.glob("val_confusion_matrix_epoch000.json")), typ="series")
     assert cm[["tn", "fp", "fn", "tp"]].sum() > 0
+    calib = json.loads((Path(tmp_path) / "calibration.json").read_text())
+    assert calib["temperature"] > 0 and (Path(tmp_path) / "reliability.png").exists()
     last = Path(tmp_path) / "checkpoints" / "last.ckpt"
     assert last.exists() and len(list((Path(tmp_path) / "checkpoints").glob("epoch*.ckpt"))) == 1
     model = PainClassifier.load_from_checkpoint(last)     # no other arguments needed

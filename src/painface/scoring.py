@@ -63,7 +63,10 @@ def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[np.ndarray,
         denom = 1 + z * z / n
         centre = (p + z * z / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return np.where(n > 0, centre - half, np.nan), np.where(n > 0, centre + half, np.nan)
+    # the exact endpoints at k = 0 and k = n are 0 and 1; do not let rounding move them
+    lo = np.where(k == 0, 0.0, np.clip(centre - half, 0, 1))
+    hi = np.where(k == n, 1.0, np.clip(centre + half, 0, 1))
+    return np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -80,3 +83,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return -logp[np.arange(len(labels)), labels].mean()
 
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
+    """ECE of p(pain) against binary labels, as in the reliability diagram: over equal-width
+    bins of p, the share-weighted |observed pain fraction - mean p(pain)| (torchmetrics'
+    binary definition)."""
+    p = np.asarray(p, float)
+    y = np.asarray(y, float)
+    bins = np.searchsorted(np.linspace(0, 1, n_bins + 1), p, side="right") - 1
+    ece = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        ece += m.mean() * abs(y[m].mean() - p[m].mean())
+    return float(ece)

@@ -57,6 +57,9 @@ def train(cfg: DictConfig) -> dict:
         test_ckpt = best or cfg.ckpt_path
         results = trainer.test(model, datamodule=dm, ckpt_path=test_ckpt if test_ckpt else None)
         metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
+        if not trainer.fast_dev_run:
+            calib = calibration_report(trainer, model, dm, Path(cfg.paths.output_dir))
+            metrics.update({f"calibration/{k}": v for k, v in calib.items() if isinstance(v, float)})
     if trainer.is_global_zero:
         _summarise(cfg, trainer, metrics, best)
     return metrics
@@ -78,9 +81,38 @@ def evaluate(cfg: DictConfig) -> dict:
     dm.val_index = dm.index
     results = trainer.test(model, datamodule=dm)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    calib = calibration_report(trainer, model, dm, Path(cfg.paths.output_dir))
+    metrics.update({f"calibration/{k}": v for k, v in calib.items() if isinstance(v, float)})
     if trainer.is_global_zero:
         _summarise(cfg, trainer, metrics, cfg.ckpt_path)
     return metrics
+
+
+def calibration_report(trainer, model, dm, out: Path) -> dict:
+    """Reliability diagram and temperature scaling on the held-out mice (beyond the paper)."""
+    import numpy as np
+
+    from painface.data import LABELS
+    from painface.report import reliability_figure
+    from painface.scoring import expected_calibration_error, fit_temperature
+
+    batches = trainer.predict(model, dataloaders=dm.val_dataloader())
+    if not trainer.is_global_zero or not batches:
+        return {}
+    p = np.concatenate([b["p_pain"].numpy() for b in batches]).clip(1e-6, 1 - 1e-6)
+    ids = [c for b in batches for c in b["crop_id"]]
+    y = dm.val_index.set_index("crop_id").loc[ids, "label"].map(LABELS).to_numpy()
+    logit = np.log(p / (1 - p))
+    t = fit_temperature(np.column_stack([np.zeros_like(logit), logit]), y)
+    p_t = 1 / (1 + np.exp(-logit / t))
+    result = {"temperature": t, "ece": expected_calibration_error(p, y), "ece_temperature_scaled": expected_calibration_error(p_t, y),
+              "n_crops": int(len(y)), "held_out_mice": sorted(dm.val_index["mouse_id"].unique().tolist())}
+    out.mkdir(parents=True, exist_ok=True)
+    reliability_figure(p, y, out / "reliability.png", title=f"held-out mice, ECE {result['ece']:.3f}")
+    tmp = out / "calibration.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, out / "calibration.json")
+    return result
 
 
 def _summarise(cfg, trainer, metrics: dict, ckpt: str) -> None:
@@ -98,6 +130,8 @@ def _summarise(cfg, trainer, metrics: dict, ckpt: str) -> None:
         *[f"  {k:<12} {metrics[k]:.3f}" for k in sorted(metrics) if k.startswith("test/") and "=" not in k
           and "confmat" not in k],
         f"  checkpoint   {ckpt or '(none)'}",
+        *([f"  calibration  {out / 'reliability.png'} (temperature {metrics['calibration/temperature']:.2f})"]
+          if "calibration/temperature" in metrics else []),
         *[f"  images       {d}  (confusion matrix, Grad-CAM)" for d in images],
         *[f"  logs         {lg.log_dir}" for lg in trainer.loggers if getattr(lg, "log_dir", None)],
     ]
