@@ -97,3 +97,9 @@ def test_ece_matches_torchmetrics():
     y = (rng.random(500) < p ** 2).astype(int)
     ref = binary_calibration_error(torch.tensor(p), torch.tensor(y), n_bins=10).item()
     assert expected_calibration_error(p, y) == pytest.approx(ref, abs=1e-6)
+
+
+def test_chi2_category_never_positive_is_not_significant():
+    counts = pd.DataFrame({"pain": [0], "no_pain": [0]}, index=["hand"])
+    out = chi2_bonferroni(counts, pd.Series({"pain": 10, "no_pain": 10}))
+    assert out.loc[0, "p"] == 1.0 and out.loc[0, "stars"] == "n.s."

@@ -122,6 +122,36 @@ def _locomotion(args):
     print(locomotion_report(args.video, args.out, cm_per_pixel=args.cm_per_pixel, threshold=args.threshold))
 
 
+def _explain(args):
+    from painface.interpret import explain
+
+    print(f"Grad-CAM panels and maps: {explain(args.ckpt_path, args.out, store=args.store, images=args.images, n=args.n, method=args.method, query=args.query, seed=args.seed)}")
+
+
+def _interpret(args):
+    from painface.interpret import interpret_store
+
+    out = interpret_store(args.ckpt_path, args.store, args.out, n=args.n, n_pairs=args.pairs, method=args.method,
+                          embedding=args.embedding, source=args.source, query=args.query, seed=args.seed,
+                          threshold=args.threshold, min_fraction=args.min_fraction, annotation=args.annotation)
+    print(f"embedding, pairs and region charts: {out}")
+
+
+def _mgs_sample(args):
+    from painface.mgs import KEY_FILE, sample
+
+    out = sample(args.store, args.out, n=args.n, seed=args.seed, query=args.query)
+    print(f"blinded images and scoring sheet in {out}; keep {out / KEY_FILE} away from the scorer")
+
+
+def _mgs_compare(args):
+    import json
+
+    from painface.mgs import compare
+
+    print(json.dumps(compare(args.sheet, args.key, args.out, predictions=args.predictions), indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="painface", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -240,6 +270,50 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cm-per-pixel", type=float, default=None, help="calibration; default reports pixels")
     s.add_argument("--threshold", type=int, default=40, help="grey-level difference from the background")
     s.set_defaults(func=_locomotion)
+
+    s = sub.add_parser("explain", help="Grad-CAM panels (original, heatmap, overlay) and raw maps")
+    s.add_argument("--ckpt-path", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--store")
+    g.add_argument("--images", help="a plain folder of PNG/JPEG images")
+    s.add_argument("--out", required=True)
+    s.add_argument("--n", type=int, default=100)
+    s.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam")
+    s.add_argument("--query", default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_explain)
+
+    s = sub.add_parser("interpret", help="embedding, similar-composition pairs and facial-region attribution (Fig. 2)")
+    s.add_argument("--ckpt-path", required=True)
+    s.add_argument("--store", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--n", type=int, default=400, help="random crops to analyse")
+    s.add_argument("--pairs", type=int, default=500, help="pairs to sample (paper: 500)")
+    s.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam")
+    s.add_argument("--embedding", choices=["umap", "tsne"], default="umap")
+    s.add_argument("--source", choices=["features", "pixels"], default="features")
+    s.add_argument("--threshold", type=float, default=0.5, help="Grad-CAM value counted as hot")
+    s.add_argument("--min-fraction", type=float, default=0.1, help="hot share of a region that makes it positive")
+    s.add_argument("--annotation", default=None, help="manual region polygons (JSON)")
+    s.add_argument("--query", default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_interpret)
+
+    s = sub.add_parser("mgs", help="Mouse Grimace Scale blind-scoring kit")
+    msub = s.add_subparsers(dest="mgs_command", required=True)
+    t = msub.add_parser("sample", help="blinded images + scoring sheet")
+    t.add_argument("store")
+    t.add_argument("--out", required=True)
+    t.add_argument("--n", type=int, default=1000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--query", default=None)
+    t.set_defaults(func=_mgs_sample)
+    t = msub.add_parser("compare", help="un-blind a filled sheet; MGS vs weak labels and CNN")
+    t.add_argument("sheet")
+    t.add_argument("--key", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--predictions", default=None)
+    t.set_defaults(func=_mgs_compare)
 
     s = sub.add_parser("contact-sheet", help="render pain / no-pain faces of both coats across poses")
     s.add_argument("--out", default="docs/contact_sheet.png")

@@ -59,7 +59,10 @@ def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series) -> pd.DataFrame:
     rows = []
     for cat, row in counts.iterrows():
         table = np.array([[row[c], totals[c] - row[c]] for c in counts.columns])
-        chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
+        if (table.sum(axis=0) == 0).any():  # never (or always) positive: no difference to test
+            chi2, p = 0.0, 1.0
+        else:
+            chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
         rows.append({"category": cat, "chi2": chi2, "p": p})
     out = pd.DataFrame(rows)
     out["p_bonferroni"] = np.minimum(out["p"] * len(out), 1.0)

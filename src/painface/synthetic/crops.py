@@ -14,14 +14,15 @@ from painface.synthetic.render import ACTION_UNITS, Expression, Pose, render_fac
 
 
 def render_crops(n_mice: int, per_mouse: int, seed: int = 0, signal: float = 1.0, intensity: float = 0.75,
-                 size: int = 96, strain: str = "BALB/c", au_weights: dict | None = None):
-    """Returns images (N, size, size, 3) uint8, weak labels (N,), mouse index (N,).
+                 size: int = 96, strain: str = "BALB/c", au_weights: dict | None = None, return_keypoints: bool = False):
+    """Returns images (N, size, size, 3) uint8, weak labels (N,), mouse index (N,) and, with
+    ``return_keypoints``, keypoints in crop pixels (N, 3, 3: nose/right_eye/left_eye x, y, visibility).
 
     Half of each mouse's crops are "no pain" (intensity 0), half "pain".
     """
     rng = np.random.default_rng(seed)
     weights = au_weights or {au: 1.0 for au in ACTION_UNITS}
-    images, labels, mice = [], [], []
+    images, labels, mice, points = [], [], [], []
     canvas = 3 * size
     for m in range(n_mice):
         mouse = make_mouse(f"m{m}", "male" if m % 4 else "female", strain, rng, COATS.get(strain))
@@ -41,9 +42,13 @@ def render_crops(n_mice: int, per_mouse: int, seed: int = 0, signal: float = 1.0
             else:
                 cx, cy = (r[:2] if r[2] > l[2] else l[:2])
             cx, cy = cx + rng.normal(0, 2), cy + rng.normal(0, 2)
-            crop = img[int(cy - size / 2): int(cy - size / 2) + size, int(cx - size / 2): int(cx - size / 2) + size]
+            top, left = int(cy - size / 2), int(cx - size / 2)
+            crop = img[top: top + size, left: left + size]
             noise = rng.normal(0, 4, crop.shape)
             images.append(np.clip(crop + noise, 0, 255).astype(np.uint8))
+            points.append([[kp[n][0] - left, kp[n][1] - top, kp[n][2]] for n in ("nose", "right_eye", "left_eye")])
             labels.append(label)
             mice.append(m)
+    if return_keypoints:
+        return np.stack(images), np.array(labels), np.array(mice), np.array(points, float)
     return np.stack(images), np.array(labels), np.array(mice)

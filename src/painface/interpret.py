@@ -1,0 +1,248 @@
+"""What is the network looking at? (paper step 8, Fig. 2 and S5)
+
+- ``explain``: Grad-CAM (or Grad-CAM++) on the last conv layer, min-max normalised, for
+  a sample of a store or a folder of images: original, heatmap and overlay per image
+  (the paper's three panels), and all raw maps in one ``maps.npz``;
+- ``embed``: images or CNN features -> PCA -> UMAP or t-SNE, a scatter by class, and
+  mutual nearest neighbours across the classes: pairs of similar composition;
+- ``regions``: Grad-CAM-positive facial regions compared between pain and no-pain
+  predictions with chi-squared and Bonferroni correction (Fig. 2C).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from painface.callbacks import gradcam_maps, overlay, tensor_to_rgb01
+from painface.data import CropDataset
+from painface.models import load_classifier
+from painface.predict import FolderDataset
+from painface.store import read_index
+
+
+class InterpretError(ValueError):
+    pass
+
+
+def _device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_for_explain(ckpt_path):
+    model = load_classifier(ckpt_path).to(_device()).eval()
+    if getattr(model.net, "target_layer", None) is None or not any(isinstance(m, torch.nn.Conv2d) for m in model.net.modules()):
+        raise InterpretError(f"{ckpt_path}: the checkpoint's network has no conv layers for Grad-CAM")
+    return model
+
+
+def select(store=None, images=None, n: int = 100, query: str | None = None, seed: int = 0, input_size: int = 96):
+    """A dataset of the chosen crops (random ``n`` of a store selection) or of a folder."""
+    if images is not None:
+        ds = FolderDataset(images, input_size)
+        meta = pd.DataFrame({"crop_id": [p.name for p in ds.files], "label": "unknown"})
+        return ds, meta
+    idx = read_index(store)
+    if query:
+        try:
+            idx = idx.query(query)
+        except Exception as exc:
+            raise InterpretError(f"query '{query}': {exc}") from None
+    if idx.empty:
+        raise InterpretError(f"{store}: empty selection, nothing to explain")
+    idx = idx.sample(n=min(n, len(idx)), random_state=seed).reset_index(drop=True)
+    return CropDataset(store, idx, input_size, train=False), idx
+
+
+def run_gradcam(model, ds, method: str = "gradcam", batch_size: int = 32, show_progress: bool = True):
+    """Maps (n, H, W), p(pain) (n,), images as RGB floats (n, H, W, 3) and penultimate features."""
+    maps, probs, rgbs, feats = [], [], [], []
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc=f"{method}", unit="batch", disable=not show_progress):
+        x = batch["image"].to(model.device)
+        with torch.no_grad():
+            f = model.net.forward_features(x)
+            probs.append(torch.softmax(model.net.head(f), 1)[:, 1].cpu().numpy())
+            feats.append(f.mean(dim=(2, 3)).cpu().numpy())
+        # explain the predicted class, as the paper's overlays do
+        targets = (probs[-1] >= 0.5).astype(int).tolist()
+        maps.append(gradcam_maps(model.net, x, targets=targets, method=method))
+        rgbs.extend(tensor_to_rgb01(t) for t in batch["image"])
+    return np.concatenate(maps), np.concatenate(probs), np.stack(rgbs), np.concatenate(feats)
+
+
+def three_panels(rgb01: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """Original | heatmap | overlay (paper Fig. 2A), RGB uint8."""
+    heat = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    return np.hstack([(rgb01 * 255).astype(np.uint8), heat, overlay(rgb01, cam)])
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1]))
+    os.replace(tmp, path)
+
+
+def explain(ckpt_path, out, store=None, images=None, n: int = 100, method: str = "gradcam", query=None, seed: int = 0,
+            show_progress: bool = True) -> Path:
+    model = load_for_explain(ckpt_path)
+    ds, meta = select(store, images, n, query, seed, model.input_size)
+    maps, probs, rgbs, feats = run_gradcam(model, ds, method, show_progress=show_progress)
+    out = Path(out)
+    (out / "panels").mkdir(parents=True, exist_ok=True)
+    for i, cid in enumerate(meta["crop_id"]):
+        _write_png(out / "panels" / f"{i:05d}_{str(cid).replace('/', '__')}_p{probs[i]:.2f}.png", three_panels(rgbs[i], maps[i]))
+    tmp = out / "maps.tmp.npz"
+    np.savez_compressed(tmp, maps=maps.astype(np.float16), p_pain=probs, crop_id=np.asarray(meta["crop_id"], str),
+                        features=feats, method=method)
+    os.replace(tmp, out / "maps.npz")
+    meta.assign(p_pain=probs).to_csv(out / "explained.csv", index=False)
+    return out
+
+
+# ------------------------------------------------------------------ embeddings and pairs
+def embed_2d(x: np.ndarray, method: str = "umap", seed: int = 0, n_pca: int = 50) -> np.ndarray:
+    """PCA, then UMAP (umap-learn) or t-SNE (scikit-learn) to two dimensions."""
+    from sklearn.decomposition import PCA
+
+    x = x.reshape(len(x), -1).astype(np.float32)
+    z = PCA(n_components=min(n_pca, *x.shape), random_state=seed).fit_transform(x)
+    if method == "umap":
+        import umap
+
+        return umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(z) - 1)).fit_transform(z)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, random_state=seed, perplexity=min(30, max(len(z) // 4, 2))).fit_transform(z)
+    raise InterpretError(f"embedding method '{method}' unknown (use umap or tsne)")
+
+
+def mutual_pairs(x: np.ndarray, is_pain: np.ndarray) -> np.ndarray:
+    """(i_pain, j_no_pain) index pairs that are each other's nearest neighbour across the classes:
+    images of similar composition with opposite class (paper Fig. S5)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = x.reshape(len(x), -1)
+    a, b = np.flatnonzero(is_pain), np.flatnonzero(~is_pain)
+    if not len(a) or not len(b):
+        return np.zeros((0, 2), int)
+    ab = NearestNeighbors(n_neighbors=1).fit(x[b]).kneighbors(x[a], return_distance=False)[:, 0]
+    ba = NearestNeighbors(n_neighbors=1).fit(x[a]).kneighbors(x[b], return_distance=False)[:, 0]
+    return np.array([(a[i], b[j]) for i, j in enumerate(ab) if ba[j] == i], int).reshape(-1, 2)
+
+
+def embedding_figure(xy: np.ndarray, is_pain: np.ndarray, pairs: np.ndarray, out: Path, title: str) -> Path:
+    from painface.report import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    for flag, colour, name in ((False, "#0072b2", "no pain"), (True, "#d55e00", "pain")):
+        m = is_pain == flag
+        ax.scatter(xy[m, 0], xy[m, 1], s=8, alpha=0.7, color=colour, label=name)
+    for i, j in pairs:
+        ax.plot(xy[[i, j], 0], xy[[i, j], 1], color="k", lw=0.4, alpha=0.5)
+    ax.legend(frameon=False)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _save(fig, out)
+
+
+def pairs_sheet(rgbs, maps, probs, pairs, out: Path, n: int = 12) -> Path:
+    """Pain / no-pain pairs of similar composition with their Grad-CAM overlays (Fig. 2A)."""
+    rows = []
+    for i, j in pairs[:n]:
+        tiles = []
+        for k in (i, j):
+            o = overlay(rgbs[k], maps[k]).copy()
+            cv2.putText(o, f"{probs[k]:.2f}", (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+            tiles += [(rgbs[k] * 255).astype(np.uint8), o]
+        rows.append(np.hstack(tiles))
+    if not rows:
+        raise InterpretError("no mutual-nearest-neighbour pairs across the classes")
+    _write_png(out, np.vstack(rows))
+    return out
+
+
+# ------------------------------------------------------------------ regions
+def region_figure(table: pd.DataFrame, stats: pd.DataFrame, out: Path, title: str) -> Path:
+    from painface.report import _plt, _save
+
+    plt = _plt()
+    t = table.sort_values("enrichment_pain", ascending=False)
+    x = np.arange(len(t))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(t), 3.4))
+    ax.bar(x - 0.2, 100 * t["freq_no_pain"], width=0.4, color="#0072b2", label="no pain")
+    ax.bar(x + 0.2, 100 * t["freq_pain"], width=0.4, color="#d55e00", label="pain")
+    s = stats.set_index("category")
+    for k, r in enumerate(t.index):
+        if r in s.index and s.loc[r, "stars"] != "n.s.":
+            ax.text(k, 100 * max(t.loc[r, "freq_pain"], t.loc[r, "freq_no_pain"]) + 3, s.loc[r, "stars"], ha="center")
+    ax.set_xticks(x, t.index, rotation=40, ha="right")
+    ax.set_ylabel("Grad-CAM positive (% of images)")
+    ax.set_ylim(0, 115)
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title)
+    return _save(fig, out)
+
+
+def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5, min_fraction=0.1,
+                    visible_threshold=0.5, manual=None) -> pd.DataFrame:
+    from painface.regions import attribution_table
+    from painface.stats import chi2_bonferroni
+
+    table = attribution_table(maps, keypoints, p_pain >= 0.5, threshold, min_fraction, visible_threshold, manual)
+    counts = table[["positive_pain", "positive_no_pain"]].rename(columns={"positive_pain": "pain", "positive_no_pain": "no_pain"})
+    totals = pd.Series({"pain": table["n_pain"].iloc[0], "no_pain": table["n_no_pain"].iloc[0]})
+    if (totals == 0).any():
+        raise InterpretError(f"{name}: the selection has no {'pain' if totals['pain'] == 0 else 'no-pain'} predictions to compare")
+    stats = chi2_bonferroni(counts, totals)
+    table = table.join(stats.set_index("category")[["chi2", "p", "p_bonferroni", "stars"]])
+    table.to_csv(out / f"regions_{name}.csv")
+    region_figure(table, stats, out / f"regions_{name}.png", f"Grad-CAM positive regions ({name})")
+    return table
+
+
+def interpret_store(ckpt_path, store, out, n: int = 400, n_pairs: int = 500, method: str = "gradcam",
+                    embedding: str = "umap", source: str = "features", query=None, seed: int = 0,
+                    threshold: float = 0.5, min_fraction: float = 0.1, annotation=None, show_progress=True) -> Path:
+    """Grad-CAM + embedding + pairs + region analysis for a store sample; returns the folder."""
+    from painface.regions import crop_keypoints, masks_from_annotation
+
+    model = load_for_explain(ckpt_path)
+    ds, idx = select(store, None, n, query, seed, model.input_size)
+    maps, probs, rgbs, feats = run_gradcam(model, ds, method, show_progress=show_progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    is_pain = probs >= 0.5
+    x = feats if source == "features" else np.stack([cv2.resize(cv2.cvtColor((r * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY), (32, 32))
+                                                     for r in rgbs]).astype(np.float32)
+    pairs = mutual_pairs(x, is_pain)
+    rng = np.random.default_rng(seed)
+    if len(pairs) > n_pairs:
+        pairs = pairs[rng.choice(len(pairs), n_pairs, replace=False)]
+    xy = embed_2d(x, embedding, seed)
+    embedding_figure(xy, is_pain, pairs, out / "embedding.png", f"{embedding.upper()} of CNN {source}, {len(pairs)} pairs")
+    pairs_sheet(rgbs, maps, probs, pairs, out / "pairs.png")
+    pd.DataFrame({"pain_crop": idx["crop_id"].to_numpy()[pairs[:, 0]], "no_pain_crop": idx["crop_id"].to_numpy()[pairs[:, 1]]}
+                 ).to_csv(out / "pairs.csv", index=False)
+    size = maps.shape[-1]
+    kp = crop_keypoints(idx, size)  # frame pixels -> the model input's pixels, where the maps live
+    manual = None
+    if annotation:
+        ann = masks_from_annotation(annotation, size)
+        manual = [ann.get(c) for c in idx["crop_id"]]
+    analyse_regions(maps, kp, probs, out, "random", threshold, min_fraction, manual=manual)
+    if len(pairs):
+        sel = pairs.ravel()
+        analyse_regions(maps[sel], kp[sel], probs[sel], out, "pairs", threshold, min_fraction,
+                        manual=[manual[i] for i in sel] if manual else None)
+    np.savez_compressed(out / "maps.npz", maps=maps.astype(np.float16), p_pain=probs, crop_id=idx["crop_id"].to_numpy(str))
+    return out

@@ -1,0 +1,190 @@
+"""Facial regions of a crop, from its keypoints, and Grad-CAM attribution to them (paper Fig. 2B/C).
+
+The paper annotated 13 regions by hand. We build them geometrically from the
+eye-nose triangle: with d the eye-to-nose distance, "up" pointing from the nose past
+the eyes and "lateral" along the eye line, each region is a disc or band placed in
+those units. Regions are made exclusive by priority (eye before cheek before head,
+...), and drawn on the crop so that a person can check them (``draw_regions``).
+Regions without a keypoint to anchor them (hand, stage) come from a manual
+annotation file (``masks_from_annotation``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+#: Exclusive by priority, most specific first; "others" is whatever is left.
+AUTO_REGIONS = ("eye", "nose", "mouth", "cheek", "ear_base", "ear_top", "above_ear", "forehead", "head", "underbody")
+PAPER_REGIONS = ("head", "forehead", "above_ear", "ear_top", "ear_base", "eye", "cheek", "nose", "mouth", "hand",
+                 "stage", "underbody", "others")
+COLOURS = {"eye": (255, 60, 60), "nose": (255, 150, 200), "mouth": (200, 80, 255), "cheek": (255, 200, 60),
+           "ear_base": (60, 200, 60), "ear_top": (30, 130, 30), "above_ear": (150, 255, 150), "forehead": (60, 200, 255),
+           "head": (60, 100, 255), "underbody": (150, 150, 150), "others": (40, 40, 40), "hand": (255, 255, 0),
+           "stage": (90, 60, 30)}
+
+
+def _frame(nose, right, left, visible_threshold):
+    """Origin, d, up and lateral unit vectors of the face, from whichever eyes are visible."""
+    eyes = [e for e in (right, left) if e[2] >= visible_threshold]
+    nose = np.asarray(nose[:2], float)
+    if not eyes:
+        return None
+    mid = np.mean([e[:2] for e in eyes], axis=0)
+    d = max(float(np.linalg.norm(mid - nose)), 1.0)
+    up = (mid - nose) / d
+    if len(eyes) == 2:
+        lateral = np.asarray(left[:2], float) - np.asarray(right[:2], float)
+        lateral = lateral / max(np.linalg.norm(lateral), 1e-6)
+        # up is perpendicular to the eye line, on the side away from the nose
+        perp = np.array([lateral[1], -lateral[0]])
+        up = perp if perp @ (mid - nose) > 0 else -perp
+    else:
+        # profile: the snout axis runs nose -> eye; "up" is perpendicular to it, toward the image top
+        lateral = up.copy()
+        perp = np.array([lateral[1], -lateral[0]])
+        up = perp if perp[1] < 0 else -perp
+    return mid, nose, d, up, lateral, eyes
+
+
+def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Exclusive boolean masks (size x size) of each automatic region plus "others".
+
+    Keypoints are (x, y, likelihood-or-visibility) in crop pixels.
+    """
+    out = {r: np.zeros((size, size), bool) for r in AUTO_REGIONS + ("others",)}
+    frame = _frame(nose, right_eye, left_eye, visible_threshold)
+    if frame is None:
+        out["others"][:] = True
+        return out
+    mid, nose_xy, d, up, lat, eyes = frame
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    pts = np.stack([xx, yy], -1)
+    rel = pts - mid
+    u = rel @ up / d           # height above the eyes, in eye-nose distances
+    v = rel @ lat / d          # along the eye line
+    dist = lambda c, r: np.linalg.norm(pts - c, axis=-1) < r * d  # noqa: E731
+
+    common = {
+        "eye": np.any([dist(np.asarray(e[:2], float), 0.32) for e in eyes], axis=0),
+        "nose": dist(nose_xy, 0.3),
+        "mouth": dist(nose_xy - up * 0.45 * d, 0.3),
+        "above_ear": (u >= 1.6) & (u < 2.3) & (np.abs(v) < 1.8),
+        "underbody": (u < -1.0),
+    }
+    if len(eyes) == 2:  # frontal: ears lie to both sides of the forehead
+        shapes = {
+            "cheek": (u > -1.0) & (u < 0.0) & (np.abs(v) < 1.1) & ~dist(nose_xy, 0.35),
+            "ear_base": (u >= 0.35) & (u < 0.9) & (np.abs(v) > 0.45) & (np.abs(v) < 1.4),
+            "ear_top": (u >= 0.9) & (u < 1.6) & (np.abs(v) > 0.45) & (np.abs(v) < 1.6),
+            "forehead": (u >= 0.25) & (u < 1.3) & (np.abs(v) <= 0.45),
+            "head": (u >= -0.2) & (u < 1.6) & (np.abs(v) < 1.6),
+        }
+    else:  # profile: v runs from the nose (negative) to behind the eye (positive)
+        shapes = {
+            "cheek": (u > -0.9) & (u < 0.0) & (v > -0.9) & (v < 0.8) & ~dist(nose_xy, 0.35),
+            "ear_base": (u >= 0.35) & (u < 0.9) & (v > 0.3) & (v < 1.4),
+            "ear_top": (u >= 0.9) & (u < 1.6) & (v > 0.2) & (v < 1.6),
+            "forehead": (u >= 0.2) & (u < 1.3) & (v > -0.9) & (v <= 0.3),
+            "head": (u >= -0.2) & (u < 1.6) & (v > -1.0) & (v < 1.8),
+        }
+    shapes.update(common)
+    taken = np.zeros((size, size), bool)
+    for name in AUTO_REGIONS:
+        out[name] = shapes[name] & ~taken
+        taken |= out[name]
+    out["others"] = ~taken
+    return out
+
+
+def masks_from_annotation(path: str | Path, size: int) -> dict[str, dict[str, np.ndarray]]:
+    """Manual regions: JSON ``{crop_id: [{"label": region, "points": [[x, y], ...]}, ...]}``
+    (the shape labelme-style polygon tools export); polygons in crop pixels."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable region annotation ({exc})") from None
+    out = {}
+    for crop_id, shapes in doc.items():
+        masks = {}
+        for shape in shapes:
+            label = shape.get("label")
+            if label not in PAPER_REGIONS:
+                raise ValueError(f"{path}: crop {crop_id}: unknown region '{label}' (use {', '.join(PAPER_REGIONS)})")
+            m = masks.setdefault(label, np.zeros((size, size), np.uint8))
+            cv2.fillPoly(m, [np.round(np.asarray(shape["points"], float)).astype(np.int32)], 1)
+        out[crop_id] = {k: v.astype(bool) for k, v in masks.items()}
+    return out
+
+
+def crop_keypoints(index_rows: pd.DataFrame, crop_size: int) -> np.ndarray:
+    """Keypoints of store rows in crop pixels: (n, 3 points, x/y/likelihood)."""
+    scale = crop_size / index_rows["box_size"].to_numpy(float)
+    out = np.zeros((len(index_rows), 3, 3))
+    for j, p in enumerate(("nose", "right_eye", "left_eye")):
+        out[:, j, 0] = (index_rows[f"{p}_x"].to_numpy() - index_rows["box_x0"].to_numpy()) * scale
+        out[:, j, 1] = (index_rows[f"{p}_y"].to_numpy() - index_rows["box_y0"].to_numpy()) * scale
+        out[:, j, 2] = index_rows[f"{p}_likelihood"].to_numpy()
+    return out
+
+
+def positive_regions(cam: np.ndarray, masks: dict[str, np.ndarray], threshold: float = 0.5,
+                     min_fraction: float = 0.1) -> dict[str, bool]:
+    """A region is Grad-CAM positive when at least ``min_fraction`` of its area is above
+    ``threshold``; a hot area spanning several regions makes each of them positive
+    (the paper's rule)."""
+    hot = cam >= threshold
+    return {r: bool(m.any() and hot[m].mean() >= min_fraction) for r, m in masks.items()}
+
+
+def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: np.ndarray, threshold: float = 0.5,
+                      min_fraction: float = 0.1, visible_threshold: float = 0.5,
+                      manual: list[dict] | None = None) -> pd.DataFrame:
+    """Per region: positive frequency among pain and no-pain predictions, and enrichment.
+
+    Enrichment = the region's share of Grad-CAM mass divided by its share of the crop's
+    area, averaged over the pain-predicted images: > 1 means the network looks there
+    more than chance. Regions are ranked by it.
+    """
+    size = cams.shape[-1]
+    rows = []
+    for i, cam in enumerate(cams):
+        masks = region_masks_from_keypoints(size, *keypoints[i], visible_threshold=visible_threshold)
+        if manual is not None and manual[i]:
+            masks.update(manual[i])
+        pos = positive_regions(cam, masks, threshold, min_fraction)
+        total = cam.sum() + 1e-8
+        for r, m in masks.items():
+            area = m.mean()
+            rows.append({"image": i, "region": r, "positive": pos[r], "pain": bool(predicted_pain[i]),
+                         "enrichment": (cam[m].sum() / total) / area if area > 0 else np.nan, "area": area})
+    df = pd.DataFrame(rows)
+    freq = df.pivot_table(index="region", columns="pain", values="positive", aggfunc="sum").fillna(0)
+    freq = freq.rename(columns={True: "pain", False: "no_pain"})
+    for c in ("pain", "no_pain"):
+        if c not in freq:
+            freq[c] = 0
+    n = df.drop_duplicates("image")["pain"].value_counts()
+    out = pd.DataFrame({
+        "positive_pain": freq["pain"].astype(int), "positive_no_pain": freq["no_pain"].astype(int),
+        "n_pain": int(n.get(True, 0)), "n_no_pain": int(n.get(False, 0)),
+    })
+    out["freq_pain"] = out["positive_pain"] / max(out["n_pain"].iloc[0], 1)
+    out["freq_no_pain"] = out["positive_no_pain"] / max(out["n_no_pain"].iloc[0], 1)
+    out["enrichment_pain"] = df[df.pain].groupby("region")["enrichment"].mean()
+    out["mean_area"] = df.groupby("region")["area"].mean()
+    return out.sort_values("enrichment_pain", ascending=False)
+
+
+def draw_regions(image_bgr: np.ndarray, masks: dict[str, np.ndarray], alpha: float = 0.45) -> np.ndarray:
+    """The regions over the crop, so a person can check them."""
+    over = image_bgr.copy()
+    for name, m in masks.items():
+        if name != "others":
+            over[m] = COLOURS.get(name, (255, 255, 255))[::-1]
+    return cv2.addWeighted(image_bgr, 1 - alpha, over, alpha, 0)

@@ -1,0 +1,173 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from painface.interpret import InterpretError, explain, interpret_store, mutual_pairs
+from painface.mgs import MGS_UNITS, SheetError, compare, read_sheet, sample
+from painface.regions import attribution_table, positive_regions, region_masks_from_keypoints
+from tests.conftest import shared_data
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, store):
+    """A quickly trained checkpoint on the shared test store."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from painface.training import train
+    from tests.conftest import ROOT
+
+    out = tmp_path_factory.mktemp("ckpt")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "data=store", f"data.store={store}", f"paths.output_dir={out}", "data.num_workers=0", "data.persistent_workers=false",
+            "data.samples_per_epoch=512", "data.batch_size=64", "data.n_folds=2", "model.net.input_size=64",
+            "trainer.accelerator=cpu", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "~callbacks.gradcam",
+            "logger=csv"])
+    train(cfg)
+    return out / "checkpoints" / "last.ckpt"
+
+
+def test_mutual_pairs_by_hand():
+    x = np.array([[0.0], [0.1], [5.0], [5.2], [9.0]])
+    pain = np.array([True, False, True, False, False])
+    # 0<->1 and 2<->3 are mutual; 4's nearest pain image (2) prefers 3
+    assert sorted(map(tuple, mutual_pairs(x, pain))) == [(0, 1), (2, 3)]
+
+
+def test_region_positivity_rule_counts_every_region_a_hot_area_spans():
+    masks = {"a": np.zeros((10, 10), bool), "b": np.zeros((10, 10), bool), "c": np.zeros((10, 10), bool)}
+    masks["a"][:, :5] = True
+    masks["b"][:, 5:] = True
+    masks["c"][0, 0] = True
+    cam = np.zeros((10, 10))
+    cam[4:6, 3:7] = 1.0  # one hot patch straddling a and b
+    assert positive_regions(cam, masks, threshold=0.5, min_fraction=0.04) == {"a": True, "b": True, "c": False}
+
+
+def test_regions_are_exclusive_and_anchor_on_the_eyes():
+    masks = region_masks_from_keypoints(96, (48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0))
+    stacked = np.stack(list(masks.values()))
+    assert (stacked.sum(0) == 1).all()           # every pixel in exactly one region
+    assert masks["eye"][44, 38] and masks["eye"][44, 58] and masks["nose"][60, 48]
+    assert masks["forehead"][30, 48]             # above the eyes, between them
+    assert masks["mouth"][68, 48]                # below the nose
+
+
+def _planted_region_rank(au: str, region_prefix: str):
+    """Train a small paper CNN on crops whose pain signal is planted in one AU only."""
+    from painface.callbacks import gradcam_maps
+    from painface.data import augment_and_resize, to_tensor
+    from painface.models import PaperCNN
+    from painface.synthetic.crops import render_crops
+    from painface.synthetic.render import ACTION_UNITS
+
+    weights = {a: (1.0 if a == au else 0.0) for a in ACTION_UNITS}
+    x, y, mouse, kp = render_crops(12, 120, seed=5, size=64, signal=2.4, intensity=0.9, au_weights=weights,
+                                   return_keypoints=True)
+    torch.manual_seed(0)
+    net = PaperCNN()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    rng = np.random.default_rng(0)
+    train = np.flatnonzero(mouse < 9)
+    for _ in range(10):
+        net.train()
+        for b in np.array_split(rng.permutation(train), max(len(train) // 64, 1)):
+            # flip only: rotation would move the planted region away from its keypoints
+            batch = torch.stack([to_tensor(augment_and_resize(x[i], 64, rng, rotation=0)) for i in b])
+            loss = torch.nn.functional.cross_entropy(net(batch), torch.tensor(y[b]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    test = np.flatnonzero(mouse >= 9)
+    images = torch.stack([to_tensor(augment_and_resize(x[i], 64, None)) for i in test])
+    with torch.no_grad():
+        p = torch.softmax(net(images), 1)[:, 1].numpy()
+    acc = ((p >= 0.5) == y[test]).mean()
+    maps = gradcam_maps(net, images, targets=[1] * len(test))
+    table = attribution_table(maps, kp[test], p >= 0.5, visible_threshold=0.12)
+    ranked = [r for r in table.index if r != "others"]
+    return acc, ranked
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("au,region", [("orbital", "eye"), ("ear", "ear")])
+def test_planted_region_ranks_first(au, region):
+    acc, ranked = _planted_region_rank(au, region)
+    assert acc > 0.75, f"the network did not learn the planted {au} signal ({acc:.2f})"
+    assert ranked[0].startswith(region), ranked
+
+
+def test_explain_store_and_real_images(ckpt, store, tmp_path):
+    out = explain(ckpt, tmp_path / "store_x", store=store, n=6, show_progress=False)
+    data = np.load(out / "maps.npz")
+    assert data["maps"].shape == (6, 64, 64) and len(list((out / "panels").glob("*.png"))) == 6
+    folder = shared_data("dlc-openfield", "labeled-data", "m4s1")
+    out = explain(ckpt, tmp_path / "real", images=folder, n=1000, method="gradcam++", show_progress=False)
+    data = np.load(out / "maps.npz")
+    assert len(data["p_pain"]) == 116 and np.isfinite(data["p_pain"]).all()
+    assert (data["maps"].astype(float).reshape(116, -1).std(axis=1) > 0).mean() > 0.5   # maps are not constant
+
+
+def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
+    out = interpret_store(ckpt, store, tmp_path / "i", n=80, embedding="tsne", show_progress=False)
+    for name in ("embedding.png", "pairs.png", "regions_random.png", "regions_random.csv", "pairs.csv"):
+        assert (out / name).exists(), name
+    table = pd.read_csv(out / "regions_random.csv", index_col=0)
+    assert {"eye", "nose", "forehead", "others"} <= set(table.index)
+    assert table["p_bonferroni"].between(0, 1).all()
+
+
+def test_explain_bad_inputs(ckpt, store, tmp_path):
+    with pytest.raises(InterpretError, match="empty selection"):
+        explain(ckpt, tmp_path / "x", store=store, query="phase == 'nope'")
+    from painface.models import PainClassifier
+
+    m = PainClassifier(net={"name": "paper"})
+    m.net.features = torch.nn.Identity()  # a network with no conv layers left
+    import lightning as L
+
+    path = tmp_path / "noconv.ckpt"
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0)
+    trainer.strategy.connect(m)
+    trainer.save_checkpoint(path)
+    with pytest.raises(Exception, match="noconv.ckpt"):
+        explain(path, tmp_path / "y", store=store, n=2)
+
+
+def test_mgs_round_trip_with_synthetic_ground_truth(store, manifest, tmp_path):
+    kit = sample(store, tmp_path / "kit", n=40, seed=1)
+    sheet = pd.read_csv(kit / "scoring_sheet.csv")
+    key = pd.read_csv(kit / "KEY_do_not_open_until_scored.csv")
+    assert not set(sheet["image"]) & set(key["crop_id"]) and set(sheet["image"]) == set(key["image"])
+    # a "scorer" who sees the planted intensity: each unit scored round(2 * intensity)
+    truth = pd.concat(pd.read_parquet(p) for p in manifest.parent.glob("*_truth.parquet"))
+    truth = truth.drop_duplicates(["session_id", "frame"]).set_index(["session_id", "frame"])["intensity"]
+    crop = key.set_index("image")["crop_id"]
+    for i, img in enumerate(sheet["image"]):
+        session, _, frame = crop[img].split("/")
+        score = int(round(2 * truth[(session, int(frame))]))
+        for u in MGS_UNITS:
+            sheet.loc[i, u] = score
+    sheet.to_csv(kit / "filled.csv", index=False)
+    result = compare(kit / "filled.csv", kit / "KEY_do_not_open_until_scored.csv", tmp_path / "cmp")
+    assert result["auroc_mgs_vs_label"] == pytest.approx(1.0)   # signal planted in every post frame here
+    assert result["mgs_by_label"]["no_pain"]["mean"] == 0.0
+    assert (tmp_path / "cmp" / "mgs_agreement.png").exists()
+
+
+def test_mgs_sheet_errors(tmp_path):
+    bad = pd.DataFrame({"image": ["a.png", "b.png"], **{u: [1, 2] for u in MGS_UNITS}})
+    bad.loc[1, "ear_position"] = 3
+    bad.to_csv(tmp_path / "s.csv", index=False)
+    with pytest.raises(SheetError, match="row 3.*ear_position.*'3'"):
+        read_sheet(tmp_path / "s.csv")
+    bad.loc[1, "ear_position"] = None
+    bad.to_csv(tmp_path / "s.csv", index=False)
+    with pytest.raises(SheetError, match="missing score"):
+        read_sheet(tmp_path / "s.csv")
