@@ -1,9 +1,9 @@
 """Facial regions of a crop, from its keypoints, and Grad-CAM attribution to them (paper Fig. 2B/C).
 
 The paper annotated 13 regions by hand. We build them geometrically from the
-eye-nose triangle: with d the eye-to-nose distance, "up" pointing from the nose past
-the eyes and "lateral" along the eye line, each region is a disc or band placed in
-those units. Regions are made exclusive by priority (eye before cheek before head,
+eye-nose triangle: with "up" pointing from the nose past the eyes and "lateral" along
+the eye line (or the snout, in profile), each region is a disc or band placed in units
+of the inter-ocular (frontal) or eye-nose (profile) distance. Regions are made exclusive by priority (eye before cheek before head,
 ...), and drawn on the crop so that a person can check them (``draw_regions``).
 Regions without a keypoint to anchor them (hand, stage) come from a manual
 annotation file (``masks_from_annotation``).
@@ -29,23 +29,28 @@ COLOURS = {"eye": (255, 60, 60), "nose": (255, 150, 200), "mouth": (200, 80, 255
 
 
 def _frame(nose, right, left, visible_threshold):
-    """Origin, d, up and lateral unit vectors of the face, from whichever eyes are visible."""
-    eyes = [e for e in (right, left) if e[2] >= visible_threshold]
+    """Origin (eye midpoint), nose, unit length D, and the up / lateral unit vectors.
+
+    D is the inter-ocular distance when both eyes are visible (frontal views foreshorten
+    the eye-nose distance) and the eye-nose distance in profile.
+    """
+    eyes = [np.asarray(e, float) for e in (right, left) if e[2] >= visible_threshold]
     nose = np.asarray(nose[:2], float)
     if not eyes:
         return None
     mid = np.mean([e[:2] for e in eyes], axis=0)
-    d = max(float(np.linalg.norm(mid - nose)), 1.0)
-    up = (mid - nose) / d
     if len(eyes) == 2:
-        lateral = np.asarray(left[:2], float) - np.asarray(right[:2], float)
-        lateral = lateral / max(np.linalg.norm(lateral), 1e-6)
-        # up is perpendicular to the eye line, on the side away from the nose
+        lateral = eyes[1][:2] - eyes[0][:2]
+        d = max(float(np.linalg.norm(lateral)), 1.0)
+        lateral = lateral / d
         perp = np.array([lateral[1], -lateral[0]])
-        up = perp if perp @ (mid - nose) > 0 else -perp
+        side = perp @ (mid - nose) / d
+        # away from the nose; when the nose is nearly on the eye line (head pitched), toward the image top
+        up = (perp if side > 0 else -perp) if abs(side) > 0.15 else (perp if perp[1] < 0 else -perp)
     else:
         # profile: the snout axis runs nose -> eye; "up" is perpendicular to it, toward the image top
-        lateral = up.copy()
+        d = max(float(np.linalg.norm(mid - nose)), 1.0)
+        lateral = (mid - nose) / d
         perp = np.array([lateral[1], -lateral[0]])
         up = perp if perp[1] < 0 else -perp
     return mid, nose, d, up, lateral, eyes
@@ -54,7 +59,9 @@ def _frame(nose, right, left, visible_threshold):
 def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_threshold: float = 0.5) -> dict[str, np.ndarray]:
     """Exclusive boolean masks (size x size) of each automatic region plus "others".
 
-    Keypoints are (x, y, likelihood-or-visibility) in crop pixels.
+    Keypoints are (x, y, likelihood-or-visibility) in crop pixels. Bands are in units of
+    D (see ``_frame``): u is the height above the eyes, v the position along the eye
+    line (frontal) or the snout axis, positive behind the eye (profile).
     """
     out = {r: np.zeros((size, size), bool) for r in AUTO_REGIONS + ("others",)}
     frame = _frame(nose, right_eye, left_eye, visible_threshold)
@@ -65,32 +72,32 @@ def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_th
     yy, xx = np.mgrid[0:size, 0:size].astype(float)
     pts = np.stack([xx, yy], -1)
     rel = pts - mid
-    u = rel @ up / d           # height above the eyes, in eye-nose distances
-    v = rel @ lat / d          # along the eye line
+    u = rel @ up / d
+    v = rel @ lat / d
     dist = lambda c, r: np.linalg.norm(pts - c, axis=-1) < r * d  # noqa: E731
-
+    nose_u = float((nose_xy - mid) @ up / d)
     common = {
-        "eye": np.any([dist(np.asarray(e[:2], float), 0.32) for e in eyes], axis=0),
-        "nose": dist(nose_xy, 0.3),
-        "mouth": dist(nose_xy - up * 0.45 * d, 0.3),
-        "above_ear": (u >= 1.6) & (u < 2.3) & (np.abs(v) < 1.8),
-        "underbody": (u < -1.0),
+        "eye": np.any([dist(e[:2], 0.3) for e in eyes], axis=0),   # the eye and its orbital ring
+        "nose": dist(nose_xy, 0.2),
+        "mouth": dist(nose_xy - up * 0.25 * d, 0.18),
+        "above_ear": (u >= 1.6) & (u < 2.2),
+        "underbody": u < nose_u - 0.35,
     }
-    if len(eyes) == 2:  # frontal: ears lie to both sides of the forehead
+    if len(eyes) == 2:  # frontal: the ears stand to both sides of the forehead
         shapes = {
-            "cheek": (u > -1.0) & (u < 0.0) & (np.abs(v) < 1.1) & ~dist(nose_xy, 0.35),
-            "ear_base": (u >= 0.35) & (u < 0.9) & (np.abs(v) > 0.45) & (np.abs(v) < 1.4),
-            "ear_top": (u >= 0.9) & (u < 1.6) & (np.abs(v) > 0.45) & (np.abs(v) < 1.6),
-            "forehead": (u >= 0.25) & (u < 1.3) & (np.abs(v) <= 0.45),
-            "head": (u >= -0.2) & (u < 1.6) & (np.abs(v) < 1.6),
+            "cheek": (u > nose_u - 0.3) & (u < 0.05) & (np.abs(v) < 0.8),
+            "ear_base": (u >= 0.35) & (u < 0.8) & (np.abs(v) > 0.3) & (np.abs(v) < 1.1),
+            "ear_top": (u >= 0.8) & (u < 1.6) & (np.abs(v) > 0.25) & (np.abs(v) < 1.3),
+            "forehead": (u >= 0.2) & (u < 1.0) & (np.abs(v) <= 0.3),
+            "head": (u >= -0.2) & (u < 1.6) & (np.abs(v) < 1.2),
         }
-    else:  # profile: v runs from the nose (negative) to behind the eye (positive)
+    else:  # profile
         shapes = {
-            "cheek": (u > -0.9) & (u < 0.0) & (v > -0.9) & (v < 0.8) & ~dist(nose_xy, 0.35),
-            "ear_base": (u >= 0.35) & (u < 0.9) & (v > 0.3) & (v < 1.4),
-            "ear_top": (u >= 0.9) & (u < 1.6) & (v > 0.2) & (v < 1.6),
-            "forehead": (u >= 0.2) & (u < 1.3) & (v > -0.9) & (v <= 0.3),
-            "head": (u >= -0.2) & (u < 1.6) & (v > -1.0) & (v < 1.8),
+            "cheek": (u > -0.6) & (u < 0.0) & (v > -0.8) & (v < 0.6),
+            "ear_base": (u >= 0.3) & (u < 0.75) & (v > 0.2) & (v < 1.2),
+            "ear_top": (u >= 0.75) & (u < 1.5) & (v > 0.1) & (v < 1.4),
+            "forehead": (u >= 0.2) & (u < 1.0) & (v > -0.8) & (v <= 0.2),
+            "head": (u >= -0.2) & (u < 1.5) & (v > -0.9) & (v < 1.6),
         }
     shapes.update(common)
     taken = np.zeros((size, size), bool)
