@@ -116,7 +116,7 @@ def test_explain_store_and_real_images(ckpt, store, tmp_path):
 
 def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
     out = interpret_store(ckpt, store, tmp_path / "i", n=80, embedding="tsne", show_progress=False)
-    for name in ("embedding.png", "pairs.png", "regions_random.png", "regions_random.csv", "pairs.csv"):
+    for name in ("embedding.png", "pairs.png", "regions.png", "regions_random.png", "regions_random.csv", "pairs.csv"):
         assert (out / name).exists(), name
     table = pd.read_csv(out / "regions_random.csv", index_col=0)
     assert {"eye", "nose", "forehead", "others"} <= set(table.index)
@@ -171,3 +171,11 @@ def test_mgs_sheet_errors(tmp_path):
     bad.to_csv(tmp_path / "s.csv", index=False)
     with pytest.raises(SheetError, match="missing score"):
         read_sheet(tmp_path / "s.csv")
+
+
+def test_explain_cli_accepts_the_hydra_spelling(ckpt, store, tmp_path):
+    from painface.cli import main
+
+    assert main(["explain", f"ckpt_path={ckpt}", f"data.store={store}", "n=3", f"out={tmp_path / 'o'}"]) == 0
+    assert np.load(tmp_path / "o" / "maps.npz")["maps"].shape[0] == 3
+    assert main(["explain", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"data.store={store}", f"out={tmp_path / 'p'}"]) == 1

@@ -7,6 +7,7 @@ names the file or key, and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 
@@ -321,7 +322,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_OVERRIDE = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)=(.*)$")
+
+
+def hydra_style(argv: list[str]) -> list[str]:
+    """Accept the Hydra spelling the training scripts use: ``ckpt_path=X data.store=Y n=5``.
+
+    ``key=value`` becomes ``--key value`` (underscores to dashes; a ``data.`` prefix is
+    dropped, since these commands take the store directly).
+    """
+    out = []
+    for token in argv:
+        m = _OVERRIDE.match(token)
+        if m:
+            key = m.group(1).removeprefix("data.").replace("_", "-").replace(".", "-")
+            out += [f"--{key}", m.group(2)]
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv=None) -> int:
+    argv = hydra_style(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -172,6 +172,27 @@ def pairs_sheet(rgbs, maps, probs, pairs, out: Path, n: int = 12) -> Path:
 
 
 # ------------------------------------------------------------------ regions
+def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6) -> Path:
+    """The automatic region masks drawn over sample crops, with a legend, so a person can check them."""
+    from painface.regions import COLOURS, draw_regions, region_masks_from_keypoints
+
+    size = rgbs.shape[1]
+    tiles = []
+    for rgb, kp in zip(rgbs[:n], keypoints[:n]):
+        bgr = np.ascontiguousarray((rgb[..., ::-1] * 255).astype(np.uint8))
+        tiles.append(draw_regions(bgr, region_masks_from_keypoints(size, *kp))[..., ::-1])
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % per_row)
+    grid = np.vstack([np.hstack(tiles[i:i + per_row]) for i in range(0, len(tiles), per_row)])
+    legend = np.full((18 * ((len(COLOURS) + 3) // 4), grid.shape[1], 3), 255, np.uint8)
+    step = grid.shape[1] // 4
+    for k, (name, colour) in enumerate(COLOURS.items()):
+        x, y = (k % 4) * step + 4, (k // 4) * 18 + 4
+        cv2.rectangle(legend, (x, y), (x + 10, y + 10), colour, -1)
+        cv2.putText(legend, name, (x + 14, y + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    _write_png(out, np.vstack([grid, legend]))
+    return out
+
+
 def region_figure(table: pd.DataFrame, stats: pd.DataFrame, out: Path, title: str) -> Path:
     from painface.report import _plt, _save
 
@@ -235,6 +256,7 @@ def interpret_store(ckpt_path, store, out, n: int = 400, n_pairs: int = 500, met
                  ).to_csv(out / "pairs.csv", index=False)
     size = maps.shape[-1]
     kp = crop_keypoints(idx, size)  # frame pixels -> the model input's pixels, where the maps live
+    regions_sheet(rgbs, kp, out / "regions.png")
     manual = None
     if annotation:
         ann = masks_from_annotation(annotation, size)

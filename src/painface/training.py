@@ -96,8 +96,18 @@ def calibration_report(trainer, model, dm, out: Path) -> dict:
     from painface.report import reliability_figure
     from painface.scoring import expected_calibration_error, fit_temperature
 
-    batches = trainer.predict(model, dataloaders=dm.val_dataloader())
-    if not trainer.is_global_zero or not batches:
+    import lightning as L
+
+    if not trainer.is_global_zero:
+        return {}
+    # one device, in this process: under DDP each rank would see only its shard, and
+    # under ddp_spawn this process's DataModule was never set up
+    dm.setup("fit")
+    single = L.Trainer(accelerator="gpu" if trainer.strategy.root_device.type == "cuda" else "cpu", devices=1,
+                       logger=False, enable_checkpointing=False, enable_model_summary=False,
+                       enable_progress_bar=trainer.progress_bar_callback is not None)
+    batches = single.predict(model, dataloaders=dm.val_dataloader())
+    if not batches:
         return {}
     p = np.concatenate([b["p_pain"].numpy() for b in batches]).clip(1e-6, 1 - 1e-6)
     ids = [c for b in batches for c in b["crop_id"]]
