@@ -35,7 +35,7 @@ with tempfile.TemporaryDirectory() as tmp:
         f.chmod(0o755 if f.is_dir() else 0o644)
     config = relocate_project(tmp / "project" / "config.yaml")
     t0 = time.perf_counter()
-    train_face_model(config, net_type=args.net_type, epochs=1, batch_size=8, augment=False, device=args.device)
+    train_face_model(config, net_type=args.net_type, epochs=1, batch_size=8, augment=False, image_size=256, device=args.device)
     train_s = time.perf_counter() - t0
     source = next((tmp / "project" / "videos").glob("*.mp4"))
     timings = {}

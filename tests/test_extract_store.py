@@ -117,3 +117,16 @@ def test_killed_extraction_resumes_to_an_identical_store(manifest, tmp_path):
     pd.testing.assert_frame_equal(a_idx, b_idx)
     assert a_img == b_img
     assert not list((root / "parts").glob(".tmp-*"))
+
+
+def test_select_index_filters_samples_and_names_bad_queries(store):
+    full = st.read_index(store)
+    post = st.select_index(store, "phase == 'post'")
+    assert len(post) == (full["phase"] == "post").sum() and set(post["phase"]) == {"post"}
+    picked = st.select_index(store, "phase == 'pre'", n=5, seed=3)
+    assert len(picked) == 5 and picked["crop_id"].is_unique and set(picked["phase"]) == {"pre"}
+    assert picked["crop_id"].tolist() == st.select_index(store, "phase == 'pre'", n=5, seed=3)["crop_id"].tolist()
+    with pytest.raises(st.StoreError, match="query 'no_such_column == 1'"):
+        st.select_index(store, "no_such_column == 1")
+    with pytest.raises(st.StoreError, match="empty selection"):
+        st.select_index(store, "phase == 'nope'")

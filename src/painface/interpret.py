@@ -24,7 +24,7 @@ from painface.callbacks import gradcam_maps, overlay, tensor_to_rgb01
 from painface.data import CropDataset
 from painface.models import load_classifier
 from painface.predict import FolderDataset
-from painface.store import read_index
+from painface.store import StoreError, select_index
 
 
 class InterpretError(ValueError):
@@ -48,15 +48,10 @@ def select(store=None, images=None, n: int = 100, query: str | None = None, seed
         ds = FolderDataset(images, input_size)
         meta = pd.DataFrame({"crop_id": [p.name for p in ds.files], "label": "unknown"})
         return ds, meta
-    idx = read_index(store)
-    if query:
-        try:
-            idx = idx.query(query)
-        except Exception as exc:
-            raise InterpretError(f"query '{query}': {exc}") from None
-    if idx.empty:
-        raise InterpretError(f"{store}: empty selection, nothing to explain")
-    idx = idx.sample(n=min(n, len(idx)), random_state=seed).reset_index(drop=True)
+    try:
+        idx = select_index(store, query, n, seed)
+    except StoreError as exc:
+        raise InterpretError(f"{exc}, nothing to explain") from None
     return CropDataset(store, idx, input_size, train=False), idx
 
 

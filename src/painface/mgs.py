@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from painface.store import CropReader, read_index
+from painface.store import CropReader, StoreError, select_index
 
 MGS_UNITS = ("orbital_tightening", "nose_bulge", "cheek_bulge", "ear_position", "whisker_change")
 KEY_FILE = "KEY_do_not_open_until_scored.csv"
@@ -29,11 +29,10 @@ class SheetError(ValueError):
 
 
 def sample(store, out, n: int = 1000, seed: int = 0, query: str | None = None) -> Path:
-    idx = read_index(store)
-    if query:
-        idx = idx.query(query)
-    if idx.empty:
-        raise SheetError(f"{store}: empty selection, nothing to sample")
+    try:
+        idx = select_index(store, query)
+    except StoreError as exc:
+        raise SheetError(f"{exc}, nothing to sample") from None
     rng = np.random.default_rng(seed)
     pick = idx.iloc[rng.choice(len(idx), size=min(n, len(idx)), replace=False)].reset_index(drop=True)
     names = [f"mgs_{h}.png" for h in _blind_names(len(pick), rng)]

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from painface.data import CropDataset, augment_and_resize, to_tensor
 from painface.models import load_classifier
-from painface.store import check_version, read_index
+from painface.store import StoreError, check_version, select_index
 
 PRED_COLUMNS = ("crop_id", "session_id", "mouse_id", "treatment", "phase", "camera", "frame", "time_s", "label",
                 "p_pain", "p_no_pain")
@@ -84,11 +84,10 @@ def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Pat
         meta = {"source": str(Path(images).resolve())}
     else:
         smeta = check_version(store)
-        index = read_index(store)
-        if query:
-            index = index.query(query)
-        if index.empty:
-            raise PredictionError(f"{store}: empty selection, nothing to score")
+        try:
+            index = select_index(store, query)
+        except StoreError as exc:
+            raise PredictionError(f"{exc}, nothing to score") from None
         ds = CropDataset(store, index, model.input_size, train=False)
         meta = {"store": str(Path(store).resolve()), "store_id": smeta.get("store_id", ""),
                 "schema_version": smeta.get("schema_version")}

@@ -211,17 +211,27 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def export_crops(root: str | Path, out: str | Path, n: int = 50, query: str | None = None, seed: int = 0) -> int:
-    """Write up to ``n`` randomly chosen crops as PNGs named after their crop_id."""
+def select_index(root: str | Path, query: str | None = None, n: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The index, filtered by a pandas ``query`` and (optionally) ``n`` rows drawn at random.
+
+    A query that does not apply, or an empty selection, raises StoreError naming it.
+    """
     idx = read_index(root)
     if query:
         try:
             idx = idx.query(query)
         except Exception as exc:
-            raise StoreError(f"--query: cannot apply '{query}' ({exc})") from None
+            raise StoreError(f"query '{query}': cannot apply it to {root} ({exc})") from None
     if idx.empty:
-        raise StoreError(f"{root}: no crops match the selection")
-    pick = idx.sample(n=min(n, len(idx)), random_state=seed)
+        raise StoreError(f"{root}: empty selection" + (f" (query '{query}')" if query else ""))
+    if n is not None:
+        idx = idx.sample(n=min(n, len(idx)), random_state=seed)
+    return idx.reset_index(drop=True)
+
+
+def export_crops(root: str | Path, out: str | Path, n: int = 50, query: str | None = None, seed: int = 0) -> int:
+    """Write up to ``n`` randomly chosen crops as PNGs named after their crop_id."""
+    pick = select_index(root, query, n, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reader = CropReader(root)
