@@ -98,14 +98,15 @@ with tempfile.TemporaryDirectory() as tmp:
     work.mkdir(parents=True, exist_ok=True)
     print("rendering test videos ...", file=sys.stderr)
     short, long = (make_video(work, m) for m in args.minutes)
-    row = read_manifest(short).to_dict("records")[0]
+    # speed on the long video (a short one is timed in a fraction of a second); the paper's
+    # way on the short one, to spare the disk (its cost is per frame)
+    row = read_manifest(long).to_dict("records")[0]
     n_frames = int(cv2.VideoCapture(row["video"]).get(cv2.CAP_PROP_FRAME_COUNT))
-
     decode_fps = pure_decode(row["video"])
     t0 = time.perf_counter()
     summary = extract_video(row, work / "store", ExtractConfig())
     extract_fps = n_frames / (time.perf_counter() - t0)
-    paper = {fmt: paper_way(row, work, fmt) for fmt in ("png", "jpg")}
+    paper = {fmt: paper_way(read_manifest(short).to_dict("records")[0], work, fmt) for fmt in ("png", "jpg")}
 
     rss = {}
     for label, manifest in (("short", short), ("long", long)):
@@ -116,7 +117,7 @@ with tempfile.TemporaryDirectory() as tmp:
 result = {
     "video": f"{args.width}x{args.height} @ {args.fps:g} fps, {n_frames} frames, {summary['faces']} faces cropped",
     "decode_fps": round(decode_fps, 1), "extract_fps": round(extract_fps, 1),
-    "extract_over_decode": round(extract_fps / decode_fps, 2), "target_over_decode": 0.8,
+    "extract_over_decode": round(extract_fps / decode_fps, 3), "target_over_decode": 0.8,
     **{f"paper_way_{fmt}_fps": round(v[0], 1) for fmt, v in paper.items()},
     **{f"speedup_vs_paper_{fmt}": round(extract_fps / v[0], 1) for fmt, v in paper.items()},
     **{f"paper_way_{fmt}_frames_on_disk_MB": round(v[1] / 2**20, 1) for fmt, v in paper.items()},
