@@ -1,4 +1,4 @@
-"""Score every crop of a store: python predict.py ckpt_path=PATH store=STORE out=preds.parquet"""
+"""Score every crop of a store: python predict.py ckpt_path=PATH data.store=STORE out=preds.parquet"""
 
 import hydra
 from omegaconf import DictConfig

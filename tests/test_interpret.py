@@ -198,3 +198,22 @@ def test_explain_cli_accepts_the_hydra_spelling(ckpt, store, tmp_path):
     assert main(["explain", f"ckpt_path={ckpt}", f"data.store={store}", "n=3", f"out={tmp_path / 'o'}"]) == 0
     assert np.load(tmp_path / "o" / "maps.npz")["maps"].shape[0] == 3
     assert main(["explain", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"data.store={store}", f"out={tmp_path / 'p'}"]) == 1
+
+
+def test_predict_py_scores_every_crop_through_the_real_command_line(ckpt, store, tmp_path):
+    import subprocess
+    import sys
+
+    from painface.store import read_index
+    from tests.conftest import ROOT
+
+    out = tmp_path / "preds.parquet"
+    run = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={ckpt}", f"data.store={store}", f"out={out}",
+                          f"hydra.run.dir={tmp_path / 'run'}", "accelerator=cpu"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    pred = pd.read_parquet(out)
+    assert set(pred["crop_id"]) == set(read_index(store)["crop_id"])
+    assert np.allclose(pred["p_pain"] + pred["p_no_pain"], 1, atol=1e-5)
+    bad = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={tmp_path / 'nope.ckpt'}", f"data.store={store}",
+                          f"hydra.run.dir={tmp_path / 'run2'}"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "nope.ckpt" in bad.stderr

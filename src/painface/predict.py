@@ -149,7 +149,7 @@ def predict_from_config(cfg) -> pd.DataFrame:
         from painface.config import ConfigError
 
         raise ConfigError("config key 'ckpt_path': predict.py needs ckpt_path=PATH")
-    pred = score(c["ckpt_path"], store=c.get("store"), images=c.get("images"), out=c["out"],
+    pred = score(c["ckpt_path"], store=(c.get("data") or {}).get("store"), images=c.get("images"), out=c["out"],
                  batch_size=c.get("batch_size", 256), num_workers=c.get("num_workers", 0),
                  accelerator=c.get("accelerator", "auto"), devices=c.get("devices", 1), query=c.get("query"))
     print(f"scored {len(pred)} crops -> {c['out']}")
