@@ -24,14 +24,15 @@ DOCS = Path(__file__).resolve().parent
 p = argparse.ArgumentParser()
 p.add_argument("--ckpt-path", required=True)
 p.add_argument("--work", default="/tmp/painface_figures")
-p.add_argument("--mice-per-group", type=int, default=4)
+p.add_argument("--mice-per-group", type=int, default=5)
 p.add_argument("--time-scale", type=float, default=0.1)
+p.add_argument("--signal", type=float, default=2.0, help="planted expression scale; the demo checkpoint is trained at 2.0")
 args = p.parse_args()
 work = Path(args.work)
 
 study = work / "ac_study"
 run_study(DOCS.parent / "experiments/ac_dose_response.yaml", args.ckpt_path, study, mice_per_group=args.mice_per_group,
-          time_scale=args.time_scale, fps=10)
+          time_scale=args.time_scale, fps=10, signal=args.signal)
 shutil.copy(study / "results/time_course.png", DOCS / "ac_time_course.png")
 shutil.copy(study / "results/window_average.png", DOCS / "ac_window_average.png")
 store = study / "store"
