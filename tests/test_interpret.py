@@ -217,3 +217,18 @@ def test_predict_py_scores_every_crop_through_the_real_command_line(ckpt, store,
     bad = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={tmp_path / 'nope.ckpt'}", f"data.store={store}",
                           f"hydra.run.dir={tmp_path / 'run2'}"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode != 0 and "nope.ckpt" in bad.stderr
+
+
+def test_score_with_the_runs_temperature(ckpt, store):
+    import json
+
+    from painface.predict import PredictionError, score
+
+    raw = score(ckpt, store=store, query="mouse_id == mouse_id", accelerator="cpu").set_index("crop_id")["p_pain"]
+    scaled = score(ckpt, store=store, temperature="auto", accelerator="cpu").set_index("crop_id")["p_pain"]
+    t = json.loads((ckpt.parent.parent / "calibration.json").read_text())["temperature"]
+    p = raw.clip(1e-7, 1 - 1e-7)
+    expected = 1 / (1 + ((1 - p) / p) ** (1 / t))   # odds raised to 1/T
+    assert np.allclose(scaled.loc[raw.index], expected, atol=1e-6)
+    with pytest.raises(PredictionError, match="calibration.json"):
+        score(ckpt.parent.parent.parent / "elsewhere.ckpt", store=store, temperature="auto")

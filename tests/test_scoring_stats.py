@@ -103,3 +103,13 @@ def test_chi2_category_never_positive_is_not_significant():
     counts = pd.DataFrame({"pain": [0], "no_pain": [0]}, index=["hand"])
     out = chi2_bonferroni(counts, pd.Series({"pain": 10, "no_pain": 10}))
     assert out.loc[0, "p"] == 1.0 and out.loc[0, "stars"] == "n.s."
+
+
+def test_apply_temperature_by_hand():
+    from painface.scoring import apply_temperature
+
+    # p = 0.8: logit = ln 4; at T = 2, sigmoid(ln 2) = 2/3. T = 1 changes nothing; 0.5 stays 0.5.
+    assert apply_temperature([0.8, 0.5, 0.2], 2.0) == pytest.approx([2 / 3, 0.5, 1 / 3])
+    assert apply_temperature([0.3], 1.0) == pytest.approx([0.3])
+    with pytest.raises(ValueError, match="temperature"):
+        apply_temperature([0.3], 0.0)

@@ -92,7 +92,7 @@ def _score(args):
     from painface.predict import score
 
     pred = score(args.ckpt_path, store=args.store, images=args.images, out=args.out, batch_size=args.batch_size,
-                 accelerator=args.accelerator)
+                 accelerator=args.accelerator, temperature=args.temperature)
     print(f"scored {len(pred)} crops -> {args.out}")
 
 
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="predictions .parquet")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--accelerator", default="auto")
+    s.add_argument("--temperature", default=None, help="calibrate p(pain): a number, or 'auto' (the run's calibration.json)")
     s.set_defaults(func=_score)
 
     s = sub.add_parser("analyze", help="per-minute pain probability, statistics, figures, HTML report")

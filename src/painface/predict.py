@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from painface.data import CropDataset, augment_and_resize, to_tensor
 from painface.models import load_classifier
+from painface.scoring import apply_temperature
 from painface.store import StoreError, check_version, select_index
 
 PRED_COLUMNS = ("crop_id", "session_id", "mouse_id", "treatment", "phase", "camera", "frame", "time_s", "label",
@@ -74,8 +75,15 @@ def _trainer(accelerator="auto", devices=1):
 
 def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Path | None = None,
           images: str | Path | None = None, batch_size: int = 256, num_workers: int = 0, accelerator: str = "auto",
-          devices: int = 1, query: str | None = None) -> pd.DataFrame:
-    """Score a store (or a folder of ``images``) with a checkpoint; optionally write Parquet."""
+          devices: int = 1, query: str | None = None, temperature: float | str | None = None) -> pd.DataFrame:
+    """Score a store (or a folder of ``images``) with a checkpoint; optionally write Parquet.
+
+    ``temperature``: a float, or "auto" for the one fitted on the run's held-out mice
+    (``calibration.json`` of the checkpoint's run), to calibrate p(pain).
+    """
+    if temperature == "auto":
+        temperature = run_temperature(ckpt_path)
+    temperature = None if temperature is None else float(temperature)
     model = load_classifier(ckpt_path)
     model.eval()
     if images is not None:
@@ -94,17 +102,27 @@ def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Pat
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     batches = _trainer(accelerator, devices).predict(model, dataloaders=loader)
     p = torch.cat([b["p_pain"] for b in batches]).numpy().astype(float)
+    if temperature is not None:
+        p = apply_temperature(p, temperature)
     ids = [c for b in batches for c in b["crop_id"]]
     pred = pd.DataFrame({"crop_id": ids, "p_pain": p, "p_no_pain": 1.0 - p})
     keep = [c for c in PRED_COLUMNS if c in index.columns and c not in ("p_pain", "p_no_pain")] or ["crop_id"]
     extra = ["path"] if "path" in index.columns else []
     pred = index[keep + extra].merge(pred, on="crop_id", how="inner", validate="one_to_one")
-    meta.update({"checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_sha": file_digest(ckpt_path),
+    meta.update({"temperature": temperature, "checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_sha": file_digest(ckpt_path),
                  "hparams": json.dumps(_plain(dict(model.hparams)))})
     if out is not None:
         write_predictions(pred, out, meta)
     pred.attrs.update(meta)
     return pred
+
+
+def run_temperature(ckpt_path: str | Path) -> float:
+    """The temperature that training fitted on held-out mice, from <run>/calibration.json."""
+    path = Path(ckpt_path).resolve().parent.parent / "calibration.json"
+    if not path.is_file():
+        raise PredictionError(f"{ckpt_path}: temperature 'auto' needs {path} (written when train.py tests on held-out mice)")
+    return float(json.loads(path.read_text())["temperature"])
 
 
 def _plain(x):
@@ -150,7 +168,7 @@ def predict_from_config(cfg) -> pd.DataFrame:
 
         raise ConfigError("config key 'ckpt_path': predict.py needs ckpt_path=PATH")
     pred = score(c["ckpt_path"], store=(c.get("data") or {}).get("store"), images=c.get("images"), out=c["out"],
-                 batch_size=c.get("batch_size", 256), num_workers=c.get("num_workers", 0),
+                 batch_size=c.get("batch_size", 256), num_workers=c.get("num_workers", 0), temperature=c.get("temperature"),
                  accelerator=c.get("accelerator", "auto"), devices=c.get("devices", 1), query=c.get("query"))
     print(f"scored {len(pred)} crops -> {c['out']}")
     return pred

@@ -85,6 +85,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
 
 
+def apply_temperature(p_pain: np.ndarray, temperature: float) -> np.ndarray:
+    """Rescale p(pain) by a fitted temperature: sigmoid(logit(p) / T)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    p = np.clip(np.asarray(p_pain, float), 1e-7, 1 - 1e-7)
+    return 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
+
+
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
     """ECE of p(pain) against binary labels, as in the reliability diagram: over equal-width
     bins of p, the share-weighted |observed pain fraction - mean p(pain)| (torchmetrics'
