@@ -24,10 +24,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest -q -m "not slow"
 
+# speed and memory targets (README: Benchmarks); results land in benchmarks/results/
 bench: $(STAMP)
-	$(BIN)/python benchmarks/render_speed.py
-	$(BIN)/python benchmarks/extract_speed.py
-	$(BIN)/python benchmarks/datamodule_throughput.py
+	$(BIN)/python benchmarks/render_speed.py > benchmarks/results/render_speed.json
+	$(BIN)/python benchmarks/extract_speed.py > benchmarks/results/extract_speed_640x360.json
+	$(BIN)/python benchmarks/extract_speed.py --width 1920 --height 1080 --minutes 1 3 > benchmarks/results/extract_speed_1920x1080.json
+	$(BIN)/python benchmarks/datamodule_throughput.py > benchmarks/results/datamodule_throughput.json
+	$(BIN)/python benchmarks/dlc_speed.py > benchmarks/results/dlc_speed_cspnext_s.json
+	$(BIN)/python benchmarks/difficulty.py | tee benchmarks/results/difficulty.txt
 
 clean:
 	rm -rf $(VENV) logs data outputs multirun
