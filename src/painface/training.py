@@ -76,6 +76,7 @@ def evaluate(cfg: DictConfig) -> dict:
     dm, _, trainer = build(cfg)
     model = load_classifier(cfg.ckpt_path)
     dm.input_size = model.input_size
+    dm.prepare_data()  # data=synthetic builds its store on first use, as in train.py
     # evaluate on every selected mouse of the store, not on one fold
     dm.setup("test")
     dm.val_index = dm.index
