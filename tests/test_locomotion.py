@@ -44,3 +44,45 @@ def test_synthetic_moving_blob_is_tracked(tmp_path):
     w.release()
     tr = track(path, show_progress=False)
     np.testing.assert_allclose(tr["x"].to_numpy()[5:25], 20 + 4 * np.arange(5, 25), atol=1.5)
+
+
+def _blob_video(path, step_px, fps=10, n=40):
+    """A dark disc crossing a grey arena at step_px pixels per frame, bouncing at the walls."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (240, 120))
+    x, d = 20.0, 1
+    for _ in range(n):
+        img = np.full((120, 240, 3), 200, np.uint8)
+        cv2.circle(img, (int(round(x)), 60), 8, (20, 20, 20), -1)
+        w.write(img)
+        if not 20 <= x + d * step_px <= 220:
+            d = -d
+        x += d * step_px
+    w.release()
+
+
+def test_groups_compared_with_the_papers_tests(tmp_path):
+    import pandas as pd
+    from scipy import stats
+
+    from painface.cli import main
+    from painface.locomotion import LocomotionError, compare_locomotion
+
+    speeds = {"vehicle": [4, 5, 6], "drug": [1, 1.5, 2]}   # px per frame
+    rows = []
+    for group, steps in speeds.items():
+        for k, step in enumerate(steps):
+            _blob_video(tmp_path / f"{group}{k}.mp4", step)
+            rows.append({"video": f"{group}{k}.mp4", "animal": f"{group}{k}", "group": group})
+    pd.DataFrame(rows).to_csv(tmp_path / "animals.csv", index=False)
+    result = compare_locomotion(tmp_path / "animals.csv", tmp_path / "out", control="vehicle")
+    per_animal = pd.read_csv(tmp_path / "out" / "per_animal.csv")
+    # 10 fps: step px/frame -> 10 * step px/s (rounding the disc to whole pixels costs < 1 px/frame)
+    expected = [10 * s for steps in speeds.values() for s in steps]
+    np.testing.assert_allclose(per_animal["distance_px_per_s"], expected, rtol=0.15)
+    ref = stats.ttest_ind(per_animal.distance_px_per_s[3:], per_animal.distance_px_per_s[:3])
+    assert result.loc[0, "test"] == "unpaired t-test" and result.loc[0, "p"] == pytest.approx(ref.pvalue)
+    assert result.loc[0, "p"] < 0.01 and (tmp_path / "out" / "locomotion_groups.png").exists()
+    pd.DataFrame(rows).drop(columns="animal").to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(LocomotionError, match="bad.csv: missing column 'animal'"):
+        compare_locomotion(tmp_path / "bad.csv", tmp_path / "o2", control="vehicle")
+    assert main(["locomotion", str(tmp_path / "animals.csv"), "--out", str(tmp_path / "o3")]) == 1  # no --control

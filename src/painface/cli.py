@@ -118,9 +118,16 @@ def _render(args):
 
 
 def _locomotion(args):
-    from painface.locomotion import locomotion_report
+    from painface.locomotion import LocomotionError, compare_locomotion, locomotion_report
 
-    print(locomotion_report(args.video, args.out, cm_per_pixel=args.cm_per_pixel, threshold=args.threshold))
+    if not args.video.endswith(".csv"):
+        print(locomotion_report(args.video, args.out, cm_per_pixel=args.cm_per_pixel, threshold=args.threshold))
+        return
+    if not args.control:
+        raise LocomotionError(f"{args.video}: comparing groups needs --control GROUP")
+    table = compare_locomotion(args.video, args.out, args.control, args.group_column, args.cm_per_pixel, args.threshold)
+    print(table[["group", "control", "test", "p", "stars"]].to_string(index=False))
+    print(f"figures and tables: {args.out}")
 
 
 def _explain(args):
@@ -266,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--window-s", type=float, default=10.0)
     s.set_defaults(func=_render)
 
-    s = sub.add_parser("locomotion", help="moving distance per second from a top-view video")
-    s.add_argument("video")
+    s = sub.add_parser("locomotion", help="moving distance per second from a top-view video, or groups compared")
+    s.add_argument("video", help="a top-view video, or a CSV (video, animal, group) of one video per animal")
     s.add_argument("--out", required=True)
     s.add_argument("--cm-per-pixel", type=float, default=None, help="calibration; default reports pixels")
     s.add_argument("--threshold", type=int, default=40, help="grey-level difference from the background")
+    s.add_argument("--control", default=None, help="control group (with a CSV)")
+    s.add_argument("--group-column", default="group")
     s.set_defaults(func=_locomotion)
 
     s = sub.add_parser("explain", help="Grad-CAM panels (original, heatmap, overlay) and raw maps")

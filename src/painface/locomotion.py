@@ -104,3 +104,47 @@ def locomotion_report(video: str | Path, out: str | Path, cm_per_pixel: float | 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+class LocomotionError(ValueError):
+    """A bad group table; the message names the file and the column or row."""
+
+
+def compare_locomotion(table: str | Path, out: str | Path, control: str, group_column: str = "group",
+                       cm_per_pixel: float | None = None, threshold: int = 40, window_s=None) -> pd.DataFrame:
+    """Per-animal mean moving distance per second, compared between groups (paper step 7 tests).
+
+    ``table``: a CSV with one top-view video per animal: columns ``video``, ``animal`` and
+    the group column. ``window_s``: (start, end) seconds of each video to average over.
+    Writes per_animal.csv, statistics.csv and locomotion_groups.png; returns the statistics.
+    """
+    from painface.report import window_average_figure
+    from painface.stats import compare_groups
+
+    table = Path(table)
+    rows = pd.read_csv(table)
+    for col in ("video", "animal", group_column):
+        if col not in rows.columns:
+            raise LocomotionError(f"{table}: missing column '{col}'")
+    unit = "cm" if cm_per_pixel else "px"
+    values = []
+    for r in tqdm(rows.to_dict("records"), desc="locomotion", unit="video"):
+        video = Path(r["video"]) if Path(r["video"]).is_absolute() else table.parent / r["video"]
+        dist = distance_per_second(track(video, threshold, show_progress=False), cm_per_pixel, min_step_px=0.5)
+        if window_s is not None:
+            dist = dist[(dist["second"] >= window_s[0]) & (dist["second"] < window_s[1])]
+        values.append(dist[f"distance_{unit}"].mean())
+    per_animal = pd.DataFrame({"animal": rows["animal"], group_column: rows[group_column].astype(str),
+                               f"distance_{unit}_per_s": values})
+    order = [control] + sorted(set(per_animal[group_column]) - {control})
+    stats_table = compare_groups({g: per_animal.loc[per_animal[group_column] == g, f"distance_{unit}_per_s"].to_numpy()
+                                  for g in order}, control)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for df, name in ((per_animal, "per_animal.csv"), (stats_table, "statistics.csv")):
+        tmp = out / (name + ".tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, out / name)
+    window_average_figure(per_animal, group_column, order, stats_table, out / "locomotion_groups.png",
+                          value=f"distance_{unit}_per_s", ylabel=f"moving distance ({unit}/s)")
+    return stats_table

@@ -52,14 +52,14 @@ def time_course_figure(per_minute: pd.DataFrame, col: str, order, out: Path, tit
 
 
 def window_average_figure(per_animal: pd.DataFrame, col: str, order, stats_table: pd.DataFrame, out: Path,
-                          window=None) -> Path:
+                          window=None, value: str = "pain_probability", ylabel: str | None = None) -> Path:
     """Each animal's window average, group mean +- SEM and significance stars (paper Fig. 1C/E/G/I)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.3 + 1.0 * len(order), 3.6))
     rng = np.random.default_rng(0)
     top = 0.0
     for i, g in enumerate(order):
-        v = per_animal.loc[per_animal[col] == g, "pain_probability"].dropna().to_numpy()
+        v = per_animal.loc[per_animal[col] == g, value].dropna().to_numpy()
         mean = v.mean() if len(v) else np.nan
         sem = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
         ax.bar(i, mean, color=PALETTE[i % len(PALETTE)], alpha=0.35, width=0.65)
@@ -68,11 +68,17 @@ def window_average_figure(per_animal: pd.DataFrame, col: str, order, stats_table
         top = max(top, np.nanmax(v) if len(v) else 0)
         row = stats_table[stats_table.group == g]
         if len(row):
-            ax.text(i, min(max(v.max() if len(v) else 0, mean + sem) + 0.05, 1.08), row["stars"].iloc[0], ha="center", fontsize=10)
+            local = max(v.max() if len(v) else 0, mean + sem)
+            top = max(top, local)
+            y = min(local + 0.05, 1.08) if value == "pain_probability" else local * 1.05
+            ax.text(i, y, row["stars"].iloc[0], ha="center", fontsize=10)
     ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
-    label = f"pain probability, {window[0]:g} to {window[1]:g} min" if window else "pain probability"
-    ax.set_ylabel(label)
-    ax.set_ylim(0, 1.15)
+    if value == "pain_probability":
+        ax.set_ylabel(f"pain probability, {window[0]:g} to {window[1]:g} min" if window else "pain probability")
+        ax.set_ylim(0, 1.15)
+    else:
+        ax.set_ylabel(ylabel or value)
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1)
     ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, out)
 
