@@ -138,7 +138,7 @@ def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
     for name in ("embedding.png", "pairs.png", "regions.png", "regions_random.png", "regions_random.csv", "pairs.csv"):
         assert (out / name).exists(), name
     table = pd.read_csv(out / "regions_random.csv", index_col=0)
-    assert {"eye", "nose", "forehead", "others"} <= set(table.index)
+    assert {"eye", "nose", "forehead", "stage", "others"} <= set(table.index)
     assert table["p_bonferroni"].between(0, 1).all()
 
 
@@ -232,3 +232,17 @@ def test_score_with_the_runs_temperature(ckpt, store):
     assert np.allclose(scaled.loc[raw.index], expected, atol=1e-6)
     with pytest.raises(PredictionError, match="calibration.json"):
         score(ckpt.parent.parent.parent / "elsewhere.ckpt", store=store, temperature="auto")
+
+
+def test_stage_is_the_dark_floor_below_the_face():
+    image = np.full((96, 96, 3), 120, np.uint8)
+    image[76:] = 10   # the black stage
+    image[:10] = 10   # dark, but above the face: not stage
+    masks = region_masks_from_keypoints(96, (48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0), image=image)
+    # frontal, D = 20 px (inter-ocular): the band below the face starts 1.15 D under the eyes, at row 67
+    expected = np.zeros((96, 96), bool)
+    expected[76:] = True
+    assert (masks["stage"] == expected).all()
+    # rows 68-75 are underbody, except where the mouth disc (centre row 65, radius 3.6 px) reaches row 68
+    assert masks["underbody"][69:76].all() and not masks["underbody"][76:].any()
+    assert not region_masks_from_keypoints(96, (48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0))["stage"].any()

@@ -175,7 +175,9 @@ def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6) -> 
     tiles = []
     for rgb, kp in zip(rgbs[:n], keypoints[:n]):
         bgr = np.ascontiguousarray((rgb[..., ::-1] * 255).astype(np.uint8))
-        tiles.append(draw_regions(bgr, region_masks_from_keypoints(size, *kp))[..., ::-1])
+        tile = draw_regions(bgr, region_masks_from_keypoints(size, *kp, image=rgb))[..., ::-1]
+        zoom = max(1, 128 // size)  # small model inputs are hard to check by eye
+        tiles.append(cv2.resize(np.ascontiguousarray(tile), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST))
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % per_row)
     grid = np.vstack([np.hstack(tiles[i:i + per_row]) for i in range(0, len(tiles), per_row)])
     legend = np.full((18 * ((len(COLOURS) + 3) // 4), grid.shape[1], 3), 255, np.uint8)
@@ -210,11 +212,11 @@ def region_figure(table: pd.DataFrame, stats: pd.DataFrame, out: Path, title: st
 
 
 def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5, min_fraction=0.1,
-                    visible_threshold=0.5, manual=None) -> pd.DataFrame:
+                    visible_threshold=0.5, manual=None, images=None) -> pd.DataFrame:
     from painface.regions import attribution_table
     from painface.stats import chi2_bonferroni
 
-    table = attribution_table(maps, keypoints, p_pain >= 0.5, threshold, min_fraction, visible_threshold, manual)
+    table = attribution_table(maps, keypoints, p_pain >= 0.5, threshold, min_fraction, visible_threshold, manual, images)
     counts = table[["positive_pain", "positive_no_pain"]].rename(columns={"positive_pain": "pain", "positive_no_pain": "no_pain"})
     totals = pd.Series({"pain": table["n_pain"].iloc[0], "no_pain": table["n_no_pain"].iloc[0]})
     if (totals == 0).any():
@@ -256,10 +258,10 @@ def interpret_store(ckpt_path, store, out, n: int = 400, n_pairs: int = 500, met
     if annotation:
         ann = masks_from_annotation(annotation, size)
         manual = [ann.get(c) for c in idx["crop_id"]]
-    analyse_regions(maps, kp, probs, out, "random", threshold, min_fraction, manual=manual)
+    analyse_regions(maps, kp, probs, out, "random", threshold, min_fraction, manual=manual, images=rgbs)
     if len(pairs):
         sel = pairs.ravel()
         analyse_regions(maps[sel], kp[sel], probs[sel], out, "pairs", threshold, min_fraction,
-                        manual=[manual[i] for i in sel] if manual else None)
+                        manual=[manual[i] for i in sel] if manual else None, images=rgbs[sel])
     np.savez_compressed(out / "maps.npz", maps=maps.astype(np.float16), p_pain=probs, crop_id=idx["crop_id"].to_numpy(str))
     return out

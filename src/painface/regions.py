@@ -5,8 +5,9 @@ eye-nose triangle: with "up" pointing from the nose past the eyes and "lateral" 
 the eye line (or the snout, in profile), each region is a disc or band placed in units
 of the inter-ocular (frontal) or eye-nose (profile) distance. Regions are made exclusive by priority (eye before cheek before head,
 ...), and drawn on the crop so that a person can check them (``draw_regions``).
-Regions without a keypoint to anchor them (hand, stage) come from a manual
-annotation file (``masks_from_annotation``).
+The stage (the paper's black platform) is found from the image when one is given:
+dark pixels below the face. Hands have no keypoint to anchor them and come only from
+a manual annotation file (``masks_from_annotation``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import numpy as np
 import pandas as pd
 
 #: Exclusive by priority, most specific first; "others" is whatever is left.
-AUTO_REGIONS = ("eye", "nose", "mouth", "cheek", "ear_base", "ear_top", "above_ear", "forehead", "head", "underbody")
+AUTO_REGIONS = ("eye", "nose", "mouth", "cheek", "ear_base", "ear_top", "above_ear", "forehead", "head", "stage",
+                "underbody")
+#: grey level (0-255) below which a pixel under the face counts as the black stage
+STAGE_MAX_GREY = 28
 PAPER_REGIONS = ("head", "forehead", "above_ear", "ear_top", "ear_base", "eye", "cheek", "nose", "mouth", "hand",
                  "stage", "underbody", "others")
 COLOURS = {"eye": (255, 60, 60), "nose": (255, 150, 200), "mouth": (200, 80, 255), "cheek": (255, 200, 60),
@@ -56,8 +60,13 @@ def _frame(nose, right, left, visible_threshold):
     return mid, nose, d, up, lateral, eyes
 
 
-def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_threshold: float = 0.5) -> dict[str, np.ndarray]:
+def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_threshold: float = 0.5,
+                                image: np.ndarray | None = None, stage_max_grey: float = STAGE_MAX_GREY) -> dict[str, np.ndarray]:
     """Exclusive boolean masks (size x size) of each automatic region plus "others".
+
+    ``image`` (size x size, RGB or grey, uint8 or 0-1 floats) enables the stage region:
+    pixels below the face darker than ``stage_max_grey``. A black-coated mouse can be as
+    dark as the stage; check the drawn regions (``draw_regions``) and lower the threshold.
 
     Keypoints are (x, y, likelihood-or-visibility) in crop pixels. Bands are in units of
     D (see ``_frame``): u is the height above the eyes, v the position along the eye
@@ -82,6 +91,7 @@ def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_th
         "mouth": dist(nose_xy - up * 0.25 * d, 0.18),
         "above_ear": (u >= 1.6) & (u < 2.2),
         "underbody": u < nose_u - 0.35,
+        "stage": (u < nose_u - 0.35) & _dark(image, size, stage_max_grey),
     }
     if len(eyes) == 2:  # frontal: the ears stand to both sides of the forehead
         shapes = {
@@ -106,6 +116,18 @@ def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_th
         taken |= out[name]
     out["others"] = ~taken
     return out
+
+
+def _dark(image, size: int, max_grey: float) -> np.ndarray:
+    if image is None:
+        return np.zeros((size, size), bool)
+    img = np.asarray(image, float)
+    if img.max() <= 1.0:
+        img = img * 255.0
+    grey = img.mean(axis=-1) if img.ndim == 3 else img
+    if grey.shape != (size, size):
+        grey = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
+    return grey < max_grey
 
 
 def masks_from_annotation(path: str | Path, size: int) -> dict[str, dict[str, np.ndarray]]:
@@ -151,7 +173,7 @@ def positive_regions(cam: np.ndarray, masks: dict[str, np.ndarray], threshold: f
 
 def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: np.ndarray, threshold: float = 0.5,
                       min_fraction: float = 0.1, visible_threshold: float = 0.5,
-                      manual: list[dict] | None = None) -> pd.DataFrame:
+                      manual: list[dict] | None = None, images: np.ndarray | None = None) -> pd.DataFrame:
     """Per region: positive frequency among pain and no-pain predictions, and enrichment.
 
     Enrichment = the region's share of Grad-CAM mass divided by its share of the crop's
@@ -161,7 +183,8 @@ def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: n
     size = cams.shape[-1]
     rows = []
     for i, cam in enumerate(cams):
-        masks = region_masks_from_keypoints(size, *keypoints[i], visible_threshold=visible_threshold)
+        masks = region_masks_from_keypoints(size, *keypoints[i], visible_threshold=visible_threshold,
+                                            image=None if images is None else images[i])
         if manual is not None and manual[i]:
             masks.update(manual[i])
         pos = positive_regions(cam, masks, threshold, min_fraction)
