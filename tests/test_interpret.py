@@ -246,3 +246,10 @@ def test_stage_is_the_dark_floor_below_the_face():
     # rows 68-75 are underbody, except where the mouth disc (centre row 65, radius 3.6 px) reaches row 68
     assert masks["underbody"][69:76].all() and not masks["underbody"][76:].any()
     assert not region_masks_from_keypoints(96, (48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0))["stage"].any()
+
+
+def test_stage_threshold_is_configurable():
+    image = np.full((96, 96, 3), 35, np.uint8)   # a black coat's grey, below the face
+    kp = ((48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0))
+    assert not region_masks_from_keypoints(96, *kp, image=image)["stage"].any()       # default 28: not stage
+    assert region_masks_from_keypoints(96, *kp, image=image, stage_max_grey=40)["stage"][80:].all()

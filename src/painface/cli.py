@@ -141,7 +141,8 @@ def _interpret(args):
 
     out = interpret_store(args.ckpt_path, args.store, args.out, n=args.n, n_pairs=args.pairs, method=args.method,
                           embedding=args.embedding, source=args.source, query=args.query, seed=args.seed,
-                          threshold=args.threshold, min_fraction=args.min_fraction, annotation=args.annotation)
+                          threshold=args.threshold, min_fraction=args.min_fraction, annotation=args.annotation,
+                          stage_max_grey=args.stage_max_grey)
     print(f"embedding, pairs and region charts: {out}")
 
 
@@ -306,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold", type=float, default=0.5, help="Grad-CAM value counted as hot")
     s.add_argument("--min-fraction", type=float, default=0.1, help="hot share of a region that makes it positive")
     s.add_argument("--annotation", default=None, help="manual region polygons (JSON)")
+    s.add_argument("--stage-max-grey", type=float, default=None,
+                   help="grey level (0-255) below which the floor under the face is the stage (default 28)")
     s.add_argument("--query", default=None)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_interpret)

@@ -167,15 +167,17 @@ def pairs_sheet(rgbs, maps, probs, pairs, out: Path, n: int = 12) -> Path:
 
 
 # ------------------------------------------------------------------ regions
-def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6) -> Path:
+def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6, stage_max_grey: float | None = None) -> Path:
     """The automatic region masks drawn over sample crops, with a legend, so a person can check them."""
-    from painface.regions import COLOURS, draw_regions, region_masks_from_keypoints
+    from painface.regions import COLOURS, STAGE_MAX_GREY, draw_regions, region_masks_from_keypoints
+
+    stage_max_grey = STAGE_MAX_GREY if stage_max_grey is None else stage_max_grey
 
     size = rgbs.shape[1]
     tiles = []
     for rgb, kp in zip(rgbs[:n], keypoints[:n]):
         bgr = np.ascontiguousarray((rgb[..., ::-1] * 255).astype(np.uint8))
-        tile = draw_regions(bgr, region_masks_from_keypoints(size, *kp, image=rgb))[..., ::-1]
+        tile = draw_regions(bgr, region_masks_from_keypoints(size, *kp, image=rgb, stage_max_grey=stage_max_grey))[..., ::-1]
         zoom = max(1, 128 // size)  # small model inputs are hard to check by eye
         tiles.append(cv2.resize(np.ascontiguousarray(tile), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST))
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % per_row)
@@ -212,11 +214,12 @@ def region_figure(table: pd.DataFrame, stats: pd.DataFrame, out: Path, title: st
 
 
 def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5, min_fraction=0.1,
-                    visible_threshold=0.5, manual=None, images=None) -> pd.DataFrame:
-    from painface.regions import attribution_table
+                    visible_threshold=0.5, manual=None, images=None, stage_max_grey=None) -> pd.DataFrame:
+    from painface.regions import STAGE_MAX_GREY, attribution_table
     from painface.stats import chi2_bonferroni
 
-    table = attribution_table(maps, keypoints, p_pain >= 0.5, threshold, min_fraction, visible_threshold, manual, images)
+    table = attribution_table(maps, keypoints, p_pain >= 0.5, threshold, min_fraction, visible_threshold, manual, images,
+                              STAGE_MAX_GREY if stage_max_grey is None else stage_max_grey)
     counts = table[["positive_pain", "positive_no_pain"]].rename(columns={"positive_pain": "pain", "positive_no_pain": "no_pain"})
     totals = pd.Series({"pain": table["n_pain"].iloc[0], "no_pain": table["n_no_pain"].iloc[0]})
     if (totals == 0).any():
@@ -230,7 +233,8 @@ def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5
 
 def interpret_store(ckpt_path, store, out, n: int = 400, n_pairs: int = 500, method: str = "gradcam",
                     embedding: str = "umap", source: str = "features", query=None, seed: int = 0,
-                    threshold: float = 0.5, min_fraction: float = 0.1, annotation=None, show_progress=True) -> Path:
+                    threshold: float = 0.5, min_fraction: float = 0.1, annotation=None, show_progress=True,
+                    stage_max_grey: float | None = None) -> Path:
     """Grad-CAM + embedding + pairs + region analysis for a store sample; returns the folder."""
     from painface.regions import crop_keypoints, masks_from_annotation
 
@@ -253,15 +257,17 @@ def interpret_store(ckpt_path, store, out, n: int = 400, n_pairs: int = 500, met
                  ).to_csv(out / "pairs.csv", index=False)
     size = maps.shape[-1]
     kp = crop_keypoints(idx, size)  # frame pixels -> the model input's pixels, where the maps live
-    regions_sheet(rgbs, kp, out / "regions.png")
+    regions_sheet(rgbs, kp, out / "regions.png", stage_max_grey=stage_max_grey)
     manual = None
     if annotation:
         ann = masks_from_annotation(annotation, size)
         manual = [ann.get(c) for c in idx["crop_id"]]
-    analyse_regions(maps, kp, probs, out, "random", threshold, min_fraction, manual=manual, images=rgbs)
+    analyse_regions(maps, kp, probs, out, "random", threshold, min_fraction, manual=manual, images=rgbs,
+                    stage_max_grey=stage_max_grey)
     if len(pairs):
         sel = pairs.ravel()
         analyse_regions(maps[sel], kp[sel], probs[sel], out, "pairs", threshold, min_fraction,
-                        manual=[manual[i] for i in sel] if manual else None, images=rgbs[sel])
+                        manual=[manual[i] for i in sel] if manual else None, images=rgbs[sel],
+                        stage_max_grey=stage_max_grey)
     np.savez_compressed(out / "maps.npz", maps=maps.astype(np.float16), p_pain=probs, crop_id=idx["crop_id"].to_numpy(str))
     return out

@@ -173,7 +173,8 @@ def positive_regions(cam: np.ndarray, masks: dict[str, np.ndarray], threshold: f
 
 def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: np.ndarray, threshold: float = 0.5,
                       min_fraction: float = 0.1, visible_threshold: float = 0.5,
-                      manual: list[dict] | None = None, images: np.ndarray | None = None) -> pd.DataFrame:
+                      manual: list[dict] | None = None, images: np.ndarray | None = None,
+                      stage_max_grey: float = STAGE_MAX_GREY) -> pd.DataFrame:
     """Per region: positive frequency among pain and no-pain predictions, and enrichment.
 
     Enrichment = the region's share of Grad-CAM mass divided by its share of the crop's
@@ -184,7 +185,7 @@ def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: n
     rows = []
     for i, cam in enumerate(cams):
         masks = region_masks_from_keypoints(size, *keypoints[i], visible_threshold=visible_threshold,
-                                            image=None if images is None else images[i])
+                                            image=None if images is None else images[i], stage_max_grey=stage_max_grey)
         if manual is not None and manual[i]:
             masks.update(manual[i])
         pos = positive_regions(cam, masks, threshold, min_fraction)
