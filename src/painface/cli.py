@@ -142,7 +142,7 @@ def _interpret(args):
     out = interpret_store(args.ckpt_path, args.store, args.out, n=args.n, n_pairs=args.pairs, method=args.method,
                           embedding=args.embedding, source=args.source, query=args.query, seed=args.seed,
                           threshold=args.threshold, min_fraction=args.min_fraction, annotation=args.annotation,
-                          stage_max_grey=args.stage_max_grey)
+                          **({} if args.stage_max_grey is None else {"stage_max_grey": args.stage_max_grey}))
     print(f"embedding, pairs and region charts: {out}")
 
 

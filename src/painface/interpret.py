@@ -24,6 +24,7 @@ from painface.callbacks import gradcam_maps, overlay, tensor_to_rgb01
 from painface.data import CropDataset
 from painface.models import load_classifier
 from painface.predict import FolderDataset
+from painface.regions import STAGE_MAX_GREY
 from painface.store import StoreError, select_index
 
 
@@ -167,11 +168,9 @@ def pairs_sheet(rgbs, maps, probs, pairs, out: Path, n: int = 12) -> Path:
 
 
 # ------------------------------------------------------------------ regions
-def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6, stage_max_grey: float | None = None) -> Path:
+def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6, stage_max_grey: float = STAGE_MAX_GREY) -> Path:
     """The automatic region masks drawn over sample crops, with a legend, so a person can check them."""
-    from painface.regions import COLOURS, STAGE_MAX_GREY, draw_regions, region_masks_from_keypoints
-
-    stage_max_grey = STAGE_MAX_GREY if stage_max_grey is None else stage_max_grey
+    from painface.regions import COLOURS, draw_regions, region_masks_from_keypoints
 
     size = rgbs.shape[1]
     tiles = []
@@ -214,12 +213,12 @@ def region_figure(table: pd.DataFrame, stats: pd.DataFrame, out: Path, title: st
 
 
 def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5, min_fraction=0.1,
-                    visible_threshold=0.5, manual=None, images=None, stage_max_grey=None) -> pd.DataFrame:
-    from painface.regions import STAGE_MAX_GREY, attribution_table
+                    visible_threshold=0.5, manual=None, images=None, stage_max_grey=STAGE_MAX_GREY) -> pd.DataFrame:
+    from painface.regions import attribution_table
     from painface.stats import chi2_bonferroni
 
     table = attribution_table(maps, keypoints, p_pain >= 0.5, threshold, min_fraction, visible_threshold, manual, images,
-                              STAGE_MAX_GREY if stage_max_grey is None else stage_max_grey)
+                              stage_max_grey)
     counts = table[["positive_pain", "positive_no_pain"]].rename(columns={"positive_pain": "pain", "positive_no_pain": "no_pain"})
     totals = pd.Series({"pain": table["n_pain"].iloc[0], "no_pain": table["n_no_pain"].iloc[0]})
     if (totals == 0).any():
@@ -234,7 +233,7 @@ def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5
 def interpret_store(ckpt_path, store, out, n: int = 400, n_pairs: int = 500, method: str = "gradcam",
                     embedding: str = "umap", source: str = "features", query=None, seed: int = 0,
                     threshold: float = 0.5, min_fraction: float = 0.1, annotation=None, show_progress=True,
-                    stage_max_grey: float | None = None) -> Path:
+                    stage_max_grey: float = STAGE_MAX_GREY) -> Path:
     """Grad-CAM + embedding + pairs + region analysis for a store sample; returns the folder."""
     from painface.regions import crop_keypoints, masks_from_annotation
 

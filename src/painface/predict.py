@@ -66,11 +66,12 @@ class FolderDataset(Dataset):
                 "groups": torch.zeros(0, dtype=torch.long), "crop_id": self.files[i].name}
 
 
-def _trainer(accelerator="auto", devices=1):
+def predict_trainer(accelerator="auto", devices=1, progress: bool = True):
+    """A Trainer for ``predict``: no logger, no checkpoints."""
     import lightning as L
 
-    return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_progress_bar=True,
-                     enable_model_summary=False)
+    return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_progress_bar=progress,
+                     enable_checkpointing=False, enable_model_summary=False)
 
 
 def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Path | None = None,
@@ -100,7 +101,7 @@ def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Pat
         meta = {"store": str(Path(store).resolve()), "store_id": smeta.get("store_id", ""),
                 "schema_version": smeta.get("schema_version")}
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    batches = _trainer(accelerator, devices).predict(model, dataloaders=loader)
+    batches = predict_trainer(accelerator, devices).predict(model, dataloaders=loader)
     p = torch.cat([b["p_pain"] for b in batches]).numpy().astype(float)
     if temperature is not None:
         p = apply_temperature(p, temperature)

@@ -85,13 +85,14 @@ def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_th
     v = rel @ lat / d
     dist = lambda c, r: np.linalg.norm(pts - c, axis=-1) < r * d  # noqa: E731
     nose_u = float((nose_xy - mid) @ up / d)
+    below_face = u < nose_u - 0.35
     common = {
         "eye": np.any([dist(e[:2], 0.3) for e in eyes], axis=0),   # the eye and its orbital ring
         "nose": dist(nose_xy, 0.2),
         "mouth": dist(nose_xy - up * 0.25 * d, 0.18),
         "above_ear": (u >= 1.6) & (u < 2.2),
-        "underbody": u < nose_u - 0.35,
-        "stage": (u < nose_u - 0.35) & _dark(image, size, stage_max_grey),
+        "underbody": below_face,
+        "stage": below_face & _dark(image, size, stage_max_grey),
     }
     if len(eyes) == 2:  # frontal: the ears stand to both sides of the forehead
         shapes = {
@@ -121,9 +122,8 @@ def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_th
 def _dark(image, size: int, max_grey: float) -> np.ndarray:
     if image is None:
         return np.zeros((size, size), bool)
-    img = np.asarray(image, float)
-    if img.max() <= 1.0:
-        img = img * 255.0
+    img = np.asarray(image)
+    img = img * 255.0 if np.issubdtype(img.dtype, np.floating) else img.astype(float)  # 0-1 floats or uint8
     grey = img.mean(axis=-1) if img.ndim == 3 else img
     if grey.shape != (size, size):
         grey = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)

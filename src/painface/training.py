@@ -95,18 +95,17 @@ def calibration_report(trainer, model, dm, out: Path) -> dict:
 
     from painface.data import LABELS
     from painface.report import reliability_figure
-    from painface.scoring import expected_calibration_error, fit_temperature
+    from painface.scoring import apply_temperature, expected_calibration_error, fit_temperature
 
-    import lightning as L
+    from painface.predict import predict_trainer
 
     if not trainer.is_global_zero:
         return {}
     # one device, in this process: under DDP each rank would see only its shard, and
     # under ddp_spawn this process's DataModule was never set up
     dm.setup("fit")
-    single = L.Trainer(accelerator="gpu" if trainer.strategy.root_device.type == "cuda" else "cpu", devices=1,
-                       logger=False, enable_checkpointing=False, enable_model_summary=False,
-                       enable_progress_bar=trainer.progress_bar_callback is not None)
+    single = predict_trainer("gpu" if trainer.strategy.root_device.type == "cuda" else "cpu", 1,
+                             progress=trainer.progress_bar_callback is not None)
     batches = single.predict(model, dataloaders=dm.val_dataloader())
     if not batches:
         return {}
@@ -115,7 +114,7 @@ def calibration_report(trainer, model, dm, out: Path) -> dict:
     y = dm.val_index.set_index("crop_id").loc[ids, "label"].map(LABELS).to_numpy()
     logit = np.log(p / (1 - p))
     t = fit_temperature(np.column_stack([np.zeros_like(logit), logit]), y)
-    p_t = 1 / (1 + np.exp(-logit / t))
+    p_t = apply_temperature(p, t)
     result = {"temperature": t, "ece": expected_calibration_error(p, y), "ece_temperature_scaled": expected_calibration_error(p_t, y),
               "n_crops": int(len(y)), "held_out_mice": sorted(dm.val_index["mouse_id"].unique().tolist())}
     out.mkdir(parents=True, exist_ok=True)
