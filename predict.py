@@ -13,4 +13,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from painface.config import one_line_hydra_errors
+
+    one_line_hydra_errors()
     main()

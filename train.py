@@ -14,4 +14,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from painface.config import one_line_hydra_errors
+
+    one_line_hydra_errors()
     main()

@@ -121,8 +121,20 @@ def _cli_overrides(store):
 
 
 def test_unknown_names_and_typos_exit_nonzero_with_one_line(store, tmp_path):
-    r = _cli(["data=nosuch"], tmp_path)
-    assert r.returncode != 0 and "nosuch" in r.stderr
+    def one_line(r):
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        return lines[0]
+
+    # Hydra's own errors, folded to one line that names the option or key
+    assert "'data/nosuch'" in one_line(_cli(["data=nosuch"], tmp_path))
+    assert "'model.widht'" in one_line(_cli(["model.widht=3"], tmp_path))
+    assert "'model.widht'" in one_line(_cli(["-m", "model.widht=3,4"], tmp_path))
+    assert "ckpt_path=[" in one_line(_cli(["ckpt_path=["], tmp_path))
+    # the painface command: a mistyped option is one line too, exit 2 as argparse does
+    r = subprocess.run([sys.executable, "-m", "painface.cli", "explain", "ckpt_path=x.ckpt", "data.store=s",
+                        "out=o", "nn=5"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--nn" in r.stderr, r.stderr
     r = _cli([*_cli_overrides(store), "+data.bach_size=3"], tmp_path)
     assert r.returncode == 1 and "error: config key 'data.bach_size'" in r.stderr
 

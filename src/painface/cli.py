@@ -161,8 +161,15 @@ def _mgs_compare(args):
     print(json.dumps(compare(args.sheet, args.key, args.out, predictions=args.predictions), indent=2))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error; the full usage is one ``-h`` away."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="painface", description=__doc__.splitlines()[0])
+    p = _Parser(prog="painface", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="render a synthetic study (videos, DLC keypoints, ground truth, manifest)")
@@ -366,9 +373,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def run_hydra_task(task, cfg):
     """Run a Hydra task; a user error becomes one line on stderr and exit status 1."""
@@ -379,3 +383,7 @@ def run_hydra_task(task, cfg):
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

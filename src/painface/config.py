@@ -155,3 +155,55 @@ def _check_target_kwargs(node, where: str) -> None:
     for key in node:
         if not str(key).startswith("_") and key not in params:
             raise ConfigError(f"config key '{where}.{key}': {cls.__name__} has no argument '{key}'")
+
+
+def one_line_hydra_errors() -> None:
+    """Make Hydra's own config errors (a typo'd key, an unknown option) one line on stderr.
+
+    Hydra prints these over several lines with a search-path dump; users asked for one
+    line that names the key. HYDRA_FULL_ERROR=1 still gives the full trace. Other
+    exceptions keep Hydra's normal reporting.
+    """
+    import os
+    import sys
+
+    import hydra._internal.utils as hydra_utils
+    from hydra.errors import CompactHydraException
+
+    original = hydra_utils.run_and_report
+    if getattr(original, "_painface", False):
+        return
+
+    def run_and_report(func):
+        def guarded():
+            try:
+                return func()
+            except CompactHydraException as exc:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print(f"error: {hydra_error_line(exc)}", file=sys.stderr)
+                sys.exit(1)
+
+        return original(guarded)
+
+    run_and_report._painface = True
+    hydra_utils.run_and_report = run_and_report
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """Fold a Hydra/OmegaConf message (and its cause) into one line, dropping the dumps."""
+    text = str(exc)
+    if exc.__cause__ is not None and str(exc.__cause__) not in text:
+        text += "\n" + str(exc.__cause__)
+    parts: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("full_key:", "object_type=", "reference_type=", "provider=")):
+            continue
+        if line == "Config search path:":
+            continue
+        parts.append(line)
+    override = getattr(exc, "override", None)  # OverrideParseException knows the culprit
+    if override:
+        parts.insert(0, f"override '{override}':")
+    return " ".join(parts)
