@@ -148,6 +148,21 @@ def test_multirun_sweep_through_the_command_line(store, tmp_path):
 
 
 @pytest.mark.slow
+def test_optuna_search_on_the_joblib_launcher(store, tmp_path):
+    r = _cli(["-m", "hparams_search=optuna", "hydra/launcher=joblib", "hydra.sweeper.n_trials=2",
+              "hydra.sweeper.n_jobs=2", *_cli_overrides(store), f"paths.log_dir={tmp_path}/logs"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sweep = next((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(list(sweep.glob("*/metrics.json"))) == 2
+    import yaml
+
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    # batch size is fixed on the command line, so only the other two are searched
+    assert set(result["best_params"]) == {"model.optimizer.lr", "model.net.dropout"}
+    assert 0.0 <= result["best_value"] <= 1.0  # val/auroc, the optimized metric
+
+
+@pytest.mark.slow
 def test_wandb_offline_run(store, tmp_path):
     r = _cli([*_cli_overrides(store), "logger=wandb", f"paths.log_dir={tmp_path}/logs"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
