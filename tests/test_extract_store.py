@@ -130,3 +130,29 @@ def test_select_index_filters_samples_and_names_bad_queries(store):
         st.select_index(store, "no_such_column == 1")
     with pytest.raises(st.StoreError, match="empty selection"):
         st.select_index(store, "phase == 'nope'")
+
+
+def test_store_info_and_export_through_the_command_line(store, tmp_path):
+    idx = pd.concat(pd.read_parquet(p) for p in (store / "parts").glob("*/index.parquet"))  # plain pandas
+    r = subprocess.run([sys.executable, "-m", "painface.cli", "store", "info", str(store)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(idx)} crops" in r.stdout
+    for mouse, count in idx["mouse_id"].value_counts().items():
+        assert any(line.split() == [mouse, str(count)] for line in r.stdout.splitlines()), mouse
+    out = tmp_path / "peek"
+    r = subprocess.run([sys.executable, "-m", "painface.cli", "store", "export", str(store), "--out", str(out),
+                        "--n", "4", "--query", "label == 'pain'"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 4 and all(p.name.endswith("__pain.png") for p in pngs)
+    # the PNG is the stored JPEG decoded, pixel for pixel
+    p = pngs[0]
+    crop_id = p.name[: -len("__pain.png")].replace("__", "/")
+    row = idx.set_index("crop_id").loc[crop_id]
+    raw = (store / row["image"]).read_bytes()[int(row["offset"]): int(row["offset"]) + int(row["nbytes"])]
+    stored = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(cv2.imread(str(p)), stored)
+    r = subprocess.run([sys.executable, "-m", "painface.cli", "store", "export", str(store), "--out", str(out),
+                        "--query", "label == 'nope'"], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "empty selection" in r.stderr
