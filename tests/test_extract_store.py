@@ -156,3 +156,24 @@ def test_store_info_and_export_through_the_command_line(store, tmp_path):
     r = subprocess.run([sys.executable, "-m", "painface.cli", "store", "export", str(store), "--out", str(out),
                         "--query", "label == 'nope'"], capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "empty selection" in r.stderr
+
+
+def test_a_4k_30fps_recording_renders_and_crops_800px_boxes(tmp_path):
+    """The paper's format end to end: 3840x2160 at 30 fps, 800 px boxes (step 3)."""
+    from painface.synthetic.recording import SessionSpec, make_mouse, render_session
+
+    mouse = make_mouse("m4k", "male", "BALB/c", np.random.default_rng(1))
+    spec = SessionSpec("s4k_post", mouse, "post", "AC", seconds=0.2, fps=30, width=3840, height=2160, cameras=2,
+                       timeline=[(0, 0.8), (1, 0.8)], seed=3)
+    rows = render_session(spec, tmp_path / "videos")
+    cap = cv2.VideoCapture(rows[0]["video"])
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (3840, 2160)
+    assert cap.get(cv2.CAP_PROP_FPS) == 30 and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6
+    cap.release()
+    write_manifest(pd.DataFrame(rows), tmp_path / "manifest.csv")
+    _, errors = extract(tmp_path / "manifest.csv", tmp_path / "store", ExtractConfig(crop_size=64, workers=1),
+                        show_progress=False)
+    assert not errors
+    idx = st.read_index(tmp_path / "store")
+    assert len(idx) > 0 and set(idx["box_size"]) == {800}
+    assert (idx["fps"] == 30).all()

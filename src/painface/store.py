@@ -156,9 +156,10 @@ def read_index(root: str | Path, verify: bool = True) -> pd.DataFrame:
             if blob.stat().st_size < end:
                 raise StoreError(f"{blob}: crop images truncated ({blob.stat().st_size} bytes, index needs {end})")
         frames.append(idx)
-    if not frames:
-        return pd.DataFrame(columns=list(INDEX_COLUMNS))
-    return pd.concat(frames, ignore_index=True)
+    nonempty = [f for f in frames if len(f)]  # a video with no face seen publishes an empty part
+    if not nonempty:
+        return frames[0] if frames else pd.DataFrame(columns=list(INDEX_COLUMNS))
+    return pd.concat(nonempty, ignore_index=True)
 
 
 def read_summaries(root: str | Path) -> pd.DataFrame:
