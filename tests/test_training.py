@@ -176,6 +176,10 @@ def test_ddp_on_cpu_two_processes(compose, tmp_path):
     cfg = compose(*FAST, "trainer=ddp_cpu", "trainer.accelerator=cpu", "~callbacks.gradcam")
     metrics = train(cfg)
     assert np.isfinite(metrics["test/acc"])
+    # synced across ranks: the confusion matrix counts both ranks' 2 test batches of 32
+    # (one process alone would count 64)
+    total = sum(metrics[f"test/confmat_{k}"] for k in ("tn", "fp", "fn", "tp"))
+    assert total == 2 * 2 * 32
 
 
 @pytest.mark.slow

@@ -131,6 +131,14 @@ class PainClassifier(L.LightningModule):
         if init_from:
             load_weights_into(self, init_from)
 
+    def setup(self, stage: str):
+        # Under ddp_spawn on CPU the spawned ranks share the tensors they were pickled with.
+        # Lightning un-shares parameters and buffers, but metric states are neither, so
+        # both ranks would add into one confusion matrix; reset gives each rank its own.
+        for m in self.modules():
+            if isinstance(m, torchmetrics.Metric):
+                m.reset()
+
     def forward(self, x):
         return self.net(x)
 
