@@ -77,10 +77,19 @@ def test_frame_count_mismatch_names_the_file(manifest, tmp_path):
 def test_store_of_another_version_or_missing_images(store, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(store, copy)
-    blob = next((copy / "parts").glob("*/crops.bin"))
-    blob.unlink()
+    parts = sorted((copy / "parts").glob("*/crops.bin"))
+    parts[0].unlink()
     with pytest.raises(st.StoreError, match="crops.bin"):
         st.read_index(copy)
+    parts[0].parent.rename(copy / "removed")  # leave the other parts readable
+    # a corrupt crop (bytes overwritten) names the file and the offset when it is read
+    blob = next(b for b in (copy / "parts").glob("*/crops.bin") if b.stat().st_size)
+    first = pd.read_parquet(blob.parent / "index.parquet").iloc[0]
+    data = bytearray(blob.read_bytes())
+    data[int(first["offset"]): int(first["offset"]) + int(first["nbytes"])] = b"\0" * int(first["nbytes"])
+    blob.write_bytes(bytes(data))
+    with pytest.raises(st.StoreError, match=f"crops.bin: corrupt crop at offset {int(first['offset'])}"):
+        st.CropReader(copy).read(first["image"], first["offset"], first["nbytes"])
     (copy / "store.json").write_text('{"schema_version": 99}')
     with pytest.raises(st.StoreError, match="schema version 99"):
         st.read_index(copy)

@@ -49,6 +49,31 @@ def test_region_positivity_rule_counts_every_region_a_hot_area_spans():
     assert positive_regions(cam, masks, threshold=0.5, min_fraction=0.04) == {"a": True, "b": True, "c": False}
 
 
+def test_manual_annotation_polygons_become_regions(tmp_path):
+    from painface.regions import masks_from_annotation
+
+    path = tmp_path / "regions.json"
+    # a 10x10-pixel hand square (corners inclusive, as cv2.fillPoly draws them), and an ear triangle
+    path.write_text(json.dumps({"s/cam1/0000001": [
+        {"label": "hand", "points": [[10, 40], [19, 40], [19, 49], [10, 49]]},
+        {"label": "ear_top", "points": [[0, 0], [8, 0], [0, 8]]}]}))
+    masks = masks_from_annotation(path, 64)["s/cam1/0000001"]
+    assert masks["hand"].sum() == 100 and masks["hand"][40:50, 10:20].all()
+    assert masks["ear_top"][0, 0] and not masks["ear_top"][8, 8]
+    # the hand region joins the automatic ones and is counted when the CAM is hot there
+    cam = np.zeros((1, 64, 64))
+    cam[0, 40:50, 10:20] = 1.0
+    kp = np.array([[[32, 40, 1.0], [24, 28, 1.0], [40, 28, 1.0]]])
+    table = attribution_table(cam, kp, np.array([True]), manual=[masks])
+    assert table.loc["hand", "positive_pain"] == 1 and table.loc["hand", "positive_no_pain"] == 0
+    path.write_text(json.dumps({"s/cam1/0000001": [{"label": "tail", "points": [[0, 0], [1, 0], [0, 1]]}]}))
+    with pytest.raises(ValueError, match="regions.json: crop s/cam1/0000001: unknown region 'tail'"):
+        masks_from_annotation(path, 64)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="regions.json: unreadable region annotation"):
+        masks_from_annotation(path, 64)
+
+
 def test_regions_are_exclusive_and_anchor_on_the_eyes():
     masks = region_masks_from_keypoints(96, (48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0))
     stacked = np.stack(list(masks.values()))
@@ -157,6 +182,23 @@ def test_explain_bad_inputs(ckpt, store, tmp_path):
     trainer.save_checkpoint(path)
     with pytest.raises(Exception, match="noconv.ckpt"):
         explain(path, tmp_path / "y", store=store, n=2)
+
+
+def test_a_corrupt_image_in_a_folder_is_one_line_naming_it(ckpt, tmp_path, capsys):
+    from painface.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    import cv2
+
+    cv2.imwrite(str(folder / "good.png"), np.full((80, 80, 3), 128, np.uint8))
+    (folder / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    for cmd in (["score", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "p.parquet")],
+                ["explain", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "cam")]):
+        assert main(cmd) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # not the progress bar
+        assert len(err) == 1 and "bad.jpg: corrupt or unreadable image" in err[0], err
+    assert not (tmp_path / "p.parquet").exists()
 
 
 def test_mgs_round_trip_with_synthetic_ground_truth(store, manifest, tmp_path):

@@ -49,6 +49,12 @@ def test_callbacks_write_images_with_content_and_checkpoints_resume(compose, tmp
     assert (bottom.astype(int) - top.astype(int)).std() > 5   # the overlay differs from the image
     cm = pd.read_json(next(images.glob("val_confusion_matrix_epoch000.json")), typ="series")
     assert cm[["tn", "fp", "fn", "tp"]].sum() > 0
+    # the same images reach TensorBoard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(tmp_path) / "tensorboard" / "version_0"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"val/confusion_matrix", "val/gradcam", "test/confusion_matrix"} <= set(events.Tags()["images"])
     calib = json.loads((Path(tmp_path) / "calibration.json").read_text())
     assert calib["temperature"] > 0 and (Path(tmp_path) / "reliability.png").exists()
     last = Path(tmp_path) / "checkpoints" / "last.ckpt"
@@ -169,6 +175,15 @@ def test_wandb_offline_run(store, tmp_path):
     runs = list(tmp_path.glob("logs/train/runs/*/wandb/offline-run-*"))
     assert runs, "no offline W&B run directory"
     assert list(runs[0].glob("run-*.wandb"))
+    # the callbacks' images reach W&B as wandb.Image media
+    media = {p.name.rsplit("_", 2)[0] for p in runs[0].glob("files/media/images/*/*.png")}
+    assert {"confusion_matrix", "gradcam"} <= media, media
+    # the run's config holds the datamodule's settings and the seed, not only the model's
+    hparams = (tmp_path / "logs" / "train" / "runs").glob("*/csv/version_0/hparams.yaml")
+    import yaml
+
+    hp = yaml.safe_load(next(hparams).read_text())
+    assert hp["store"] == str(store) and hp["samples_per_epoch"] == 64 and hp["seed"] == 42
 
 
 @pytest.mark.slow

@@ -191,3 +191,18 @@ def _caption(tile: np.ndarray, text: str) -> None:
     import cv2
 
     cv2.putText(tile, text, (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 0), 1, cv2.LINE_AA)
+
+
+class RunSettingsLogger(L.Callback):
+    """Logs the run's seed and trainer settings beside the model's and datamodule's hparams.
+
+    It logs from ``setup``, inside the training processes: logging before ``ddp_spawn``
+    starts them leaves the CSV logger's state inconsistent.
+    """
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+
+    def setup(self, trainer, pl_module, stage):
+        for lg in trainer.loggers:
+            lg.log_hyperparams(self.settings)

@@ -95,6 +95,8 @@ class PainFaceDataModule(L.LightningDataModule):
                  rotation: float = 20.0, hflip: bool = True, input_size: int = 96, group_by=None,
                  persistent_workers: bool = True):
         super().__init__()
+        # recorded with the model's, so a W&B/CSV run shows which store, fold and sampling it used
+        self.save_hyperparameters(ignore=["group_by"])
         self.store, self.name, self.build = Path(store), name, build
         self.filters = {"strain": strains, "session_id": sessions, "phase": phases, "mouse_id": mice}
         self.fold, self.n_folds, self.split_seed = fold, n_folds, split_seed

@@ -21,6 +21,9 @@ def build(cfg: DictConfig):
     import lightning as L
     import torch
 
+    from hydra.utils import instantiate
+
+    from painface.callbacks import RunSettingsLogger
     from painface.data import PainFaceDataModule
     from painface.models import PainClassifier
 
@@ -37,10 +40,14 @@ def build(cfg: DictConfig):
                            init_from=cfg.model.init_from, label_smoothing=cfg.model.label_smoothing)
     callbacks = _instantiate_dict(cfg.callbacks)
     loggers = _instantiate_dict(cfg.logger)
-    from hydra.utils import instantiate
-
+    # Lightning logs the model's and datamodule's hparams; add what else decides the result
+    run = {"seed": cfg.seed, "task_name": cfg.task_name, "tags": list(cfg.get("tags") or []),
+           "trainer": {k: cfg.trainer.get(k) for k in ("max_epochs", "precision", "accelerator", "devices", "strategy")
+                       if k in cfg.trainer}}
+    callbacks.append(RunSettingsLogger(run))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return dm, model, trainer
+
 
 
 def train(cfg: DictConfig) -> dict:
