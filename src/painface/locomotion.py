@@ -81,10 +81,8 @@ def locomotion_report(video: str | Path, out: str | Path, cm_per_pixel: float | 
     tr = track(video, threshold)
     dist = distance_per_second(tr, cm_per_pixel, min_step_px=0.5)
     stem = Path(video).stem
-    for df, name in ((tr, f"{stem}_track.csv"), (dist, f"{stem}_distance_per_second.csv")):
-        tmp = out / (name + ".tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out / name)
+    _write_csv(tr, out / f"{stem}_track.csv")
+    _write_csv(dist, out / f"{stem}_distance_per_second.csv")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,10 +139,15 @@ def compare_locomotion(table: str | Path, out: str | Path, control: str, group_c
                                   for g in order}, control)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for df, name in ((per_animal, "per_animal.csv"), (stats_table, "statistics.csv")):
-        tmp = out / (name + ".tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out / name)
+    _write_csv(per_animal, out / "per_animal.csv")
+    _write_csv(stats_table, out / "statistics.csv")
     window_average_figure(per_animal, group_column, order, stats_table, out / "locomotion_groups.png",
                           value=f"distance_{unit}_per_s", ylabel=f"moving distance ({unit}/s)")
     return stats_table
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write under a temporary name, then rename: never a half-written CSV."""
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)

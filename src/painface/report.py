@@ -57,6 +57,7 @@ def window_average_figure(per_animal: pd.DataFrame, col: str, order, stats_table
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.3 + 1.0 * len(order), 3.6))
     rng = np.random.default_rng(0)
+    probability = value == "pain_probability"  # bounded to [0, 1]; other values scale to the data
     top = 0.0
     for i, g in enumerate(order):
         v = per_animal.loc[per_animal[col] == g, value].dropna().to_numpy()
@@ -70,10 +71,10 @@ def window_average_figure(per_animal: pd.DataFrame, col: str, order, stats_table
         if len(row):
             local = max(v.max() if len(v) else 0, mean + sem)
             top = max(top, local)
-            y = min(local + 0.05, 1.08) if value == "pain_probability" else local * 1.05
+            y = min(local + 0.05, 1.08) if probability else local * 1.05
             ax.text(i, y, row["stars"].iloc[0], ha="center", fontsize=10)
     ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
-    if value == "pain_probability":
+    if probability:
         ax.set_ylabel(f"pain probability, {window[0]:g} to {window[1]:g} min" if window else "pain probability")
         ax.set_ylim(0, 1.15)
     else:

@@ -20,7 +20,6 @@ def build(cfg: DictConfig):
     """Datamodule, model, trainer from a validated config."""
     import lightning as L
     import torch
-
     from hydra.utils import instantiate
 
     from painface.callbacks import RunSettingsLogger
@@ -47,7 +46,6 @@ def build(cfg: DictConfig):
     callbacks.append(RunSettingsLogger(run))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return dm, model, trainer
-
 
 
 def train(cfg: DictConfig) -> dict:
