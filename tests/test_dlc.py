@@ -2,6 +2,11 @@
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cv2
 import pandas as pd
@@ -68,3 +73,30 @@ def test_train_offline_analyze_downscaled_and_crop(project, clip, tmp_path):
     summary, errors = extract(manifest, tmp_path / "store", cfg, show_progress=False)
     assert not errors and summary.loc[0, "frames"] == 45
     assert len(read_index(tmp_path / "store")) == 45
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkilled_dlc_command_leaves_no_deeplabcut_subprocess(tmp_path):
+    from tests.test_procs import PAINFACE, _alive, _children, _wait_gone
+
+    src = shared_data("dlc-openfield")
+    dst = tmp_path / "openfield"
+    shutil.copytree(src, dst)
+    for p in dst.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    relocate_project(dst / "config.yaml")
+    proc = subprocess.Popen([*PAINFACE, "dlc", "train", str(dst / "config.yaml"), "--net-type", "cspnext_s",
+                             "--epochs", "50", "--image-size", "256", "--no-augment"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end, kids = time.monotonic() + 60, set()
+    while not kids and time.monotonic() < end:  # the DeepLabCut runner is a child process
+        kids = {k for k in _children(proc.pid)
+                if b"painface.dlc" in Path(f"/proc/{k}/cmdline").read_bytes()} if proc.poll() is None else set()
+        time.sleep(0.1)
+    assert kids, "no DeepLabCut subprocess appeared"
+    time.sleep(2.0)
+    kids = _children(proc.pid)  # with whatever it started in turn
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not _wait_gone(kids, 15), f"DeepLabCut processes outlived painface: {_alive(kids)}"

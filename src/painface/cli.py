@@ -365,11 +365,17 @@ def hydra_style(argv: list[str]) -> list[str]:
 def main(argv=None) -> int:
     argv = hydra_style(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    from painface.procs import exit_now, exit_on_sigterm
+
+    exit_on_sigterm()  # SIGTERM unwinds like Ctrl-C: workers are stopped, temporaries removed
     try:
         args.func(args)
     except (ValueError, OSError, KeyError) as exc:
         print(f"painface {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        print(f"painface {args.command}: interrupted; finished outputs are kept, re-run to complete", file=sys.stderr)
+        exit_now(getattr(exc, "exit_code", 130))
     return 0
 
 

@@ -27,6 +27,7 @@ import cv2
 import yaml
 
 from painface.keypoints import KeypointError, read_dlc
+from painface.procs import subprocess_kwargs
 
 
 class DLCError(ValueError):
@@ -71,7 +72,8 @@ def _run(job: dict, timeout: float | None = None) -> dict:
         result = Path(tmp) / "result.json"
         job = {**job, "result": str(result)}
         proc = subprocess.run([sys.executable, "-m", "painface.dlc", json.dumps(job)], capture_output=True, text=True,
-                              timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                              timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                              **subprocess_kwargs())
         if proc.returncode != 0 or not result.exists():
             tail = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()][-1:] or ["no output"]
             raise DLCError(f"{job.get('config')}: DeepLabCut {job['op']} failed: {tail[0]}")

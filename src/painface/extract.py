@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from painface import store as st
 from painface.crops import RULE_SKIP, crop_box, crop_rules, crop_size_for, cut
 from painface.keypoints import FACE_POINTS, KeypointError, face_points, read_dlc
 from painface.manifest import read_manifest
+from painface.procs import worker_pool
 
 
 class VideoError(ValueError):
@@ -151,20 +152,25 @@ def extract(manifest: str | Path, store_root: str | Path, cfg: ExtractConfig | N
     errors: list[str] = []
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="extract", unit="video", disable=not show_progress)
     jobs = [(r, str(root), cfg) for r in todo]
-    if cfg.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
-            for fut in as_completed([pool.submit(_work, j) for j in jobs]):
-                _, err = fut.result()
+    try:
+        if cfg.workers > 1 and len(jobs) > 1:
+            with worker_pool(cfg.workers) as pool:
+                for fut in as_completed([pool.submit(_work, j) for j in jobs]):
+                    _, err = fut.result()
+                    if err:
+                        errors.append(err)
+                    bar.update()
+        else:
+            for j in jobs:
+                _, err = _work(j)
                 if err:
                     errors.append(err)
                 bar.update()
-    else:
-        for j in jobs:
-            _, err = _work(j)
-            if err:
-                errors.append(err)
-            bar.update()
-    bar.close()
+    except BaseException:
+        st.clean_temporaries(root)  # the killed workers' half-written parts
+        raise
+    finally:
+        bar.close()
     return st.read_summaries(root), errors
 
 

@@ -85,12 +85,31 @@ def check_version(root: str | Path) -> dict:
     return meta
 
 
+def _owner_alive(tmp: Path) -> bool:
+    """A temporary part is named ``.tmp-<unit>-<pid>``: is the process writing it still running?"""
+    pid = tmp.name.rsplit("-", 1)[-1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def clean_temporaries(root: str | Path) -> int:
-    """Remove parts left half-written by an interrupted run; they were never published."""
+    """Remove parts left half-written by an interrupted run; they were never published.
+
+    Only temporaries whose writer process has ended: another run's work in progress
+    in the same store is left alone.
+    """
     n = 0
     for tmp in (Path(root) / PARTS).glob(TMP_PREFIX + "*"):
-        shutil.rmtree(tmp, ignore_errors=True)
-        n += 1
+        if not _owner_alive(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            n += 1
     return n
 
 

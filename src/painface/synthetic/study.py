@@ -7,7 +7,6 @@ read by ``painface.analysis``. Each mouse gets a "pre" session and a "post" sess
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from painface.manifest import write_manifest
+from painface.procs import worker_pool
 from painface.synthetic.recording import DLC_SCORER, SessionSpec, make_mouse, render_session
 from painface.synthetic.render import ACTION_UNITS
 
@@ -125,7 +125,7 @@ def generate_study(study_file: str | Path, out_dir: str | Path, workers: int = 1
     todo = [s for s in sessions if not (out_dir / f"{s.session_id}_truth.parquet").exists()]
     bar = tqdm(total=len(sessions), desc=f"synth {name}", unit="session", disable=not show_progress, initial=len(sessions) - len(todo))
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with worker_pool(workers) as pool:
             for _ in pool.map(_render_one, [(s, out_dir) for s in todo]):
                 bar.update()
     else:
