@@ -159,12 +159,68 @@ def test_explain_store_and_real_images(ckpt, store, tmp_path):
 
 
 def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
+    from painface.regions import PAPER_REGIONS
+
     out = interpret_store(ckpt, store, tmp_path / "i", n=80, embedding="tsne", show_progress=False)
-    for name in ("embedding.png", "pairs.png", "regions.png", "regions_random.png", "regions_random.csv", "pairs.csv"):
+    for name in ("embedding.png", "pairs.png", "regions.png", "regions_random.png", "regions_random.csv", "pairs.csv",
+                 "settings.json"):
         assert (out / name).exists(), name
     table = pd.read_csv(out / "regions_random.csv", index_col=0)
-    assert {"eye", "nose", "forehead", "stage", "others"} <= set(table.index)
-    assert table["p_bonferroni"].between(0, 1).all()
+    assert set(table.index) == set(PAPER_REGIONS)  # the paper's 13, hand included
+    assessed = table[table["assessed"]]
+    assert assessed["p_bonferroni"].between(0, 1).all()
+    # without a manual annotation the hand is reported as not assessed, yet counted in Bonferroni's 13
+    assert not table.loc["hand", "assessed"] and table.loc["hand", "stars"] == "not assessed"
+    expected = np.minimum(assessed["p"] * 13, 1.0)
+    np.testing.assert_allclose(assessed["p_bonferroni"], expected)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["pair_space"] == "embedding" and settings["positivity_rule"] == "touch"
+    assert settings["pairs_drawn"] == min(500, settings["pairs_found"])
+    # the random draw is everything when each predicted class has fewer than --per-class images
+    assert settings["random_pain"] + settings["random_no_pain"] == 80
+
+
+def test_pairs_and_balanced_draws_by_hand():
+    from painface.interpret import balanced_draw, draw_pairs
+
+    pain = np.array([True] * 7 + [False] * 3)
+    rng = np.random.default_rng(0)
+    pick = balanced_draw(pain, 2, rng)
+    assert pain[pick].sum() == 2 and (~pain[pick]).sum() == 2 and len(set(pick)) == 4
+    pick = balanced_draw(pain, 5, rng)              # no pain has only 3: all of them
+    assert pain[pick].sum() == 5 and (~pain[pick]).sum() == 3
+    assert len(balanced_draw(pain, None, rng)) == 10
+    pairs = np.array([[0, 7], [1, 8], [2, 9]])
+    drawn = draw_pairs(pairs, 2, rng)
+    assert len(drawn) == 2 and {tuple(p) for p in drawn} <= {tuple(p) for p in pairs}
+    assert len(draw_pairs(pairs, 500, rng)) == 3    # fewer pairs than asked: all of them
+
+
+def test_pairs_in_the_embedding_differ_from_pairs_in_feature_space():
+    # four images on a line in 2-D; in a 3-D feature space a third coordinate separates 0 from 1
+    xy = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.1, 0.0]])
+    feats = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 9.0], [5.0, 0.0, 0.0], [5.1, 0.0, 9.0]])
+    pain = np.array([True, False, True, False])
+    assert sorted(map(tuple, mutual_pairs(xy, pain))) == [(0, 1), (2, 3)]
+    # in feature space 0's nearest no-pain image is still 1 (distance 9.0006 vs 9.84); 2's is 3
+    assert sorted(map(tuple, mutual_pairs(feats, pain))) == [(0, 1), (2, 3)]
+    feats[1, 2] = 20.0  # now 0's nearest no-pain image is 3 (sqrt(5.1^2 + 81) = 10.34 < 20.0002), and 3 prefers 2
+    assert sorted(map(tuple, mutual_pairs(feats, pain))) == [(2, 3)]
+
+
+def test_touch_rule_and_area_rule_with_hand_drawn_masks():
+    big = np.zeros((20, 20), bool)
+    big[:, :10] = True          # 200 px
+    small = np.zeros((20, 20), bool)
+    small[:, 10:] = True        # 200 px
+    cam = np.zeros((20, 20))
+    cam[5:7, 8:12] = 0.9        # one hot area of 8 px: 4 px in each region
+    masks = {"big": big, "small": small, "none": np.zeros((20, 20), bool)}
+    # the paper's rule: the hot area touches both regions, so both are positive
+    assert positive_regions(cam, masks, threshold=0.5) == {"big": True, "small": True, "none": False}
+    # the area option: 4/200 = 2 % of each region is hot, below 10 %
+    assert positive_regions(cam, masks, threshold=0.5, min_fraction=0.1) == {"big": False, "small": False, "none": False}
+    assert positive_regions(cam, masks, threshold=0.95) == {"big": False, "small": False, "none": False}
 
 
 def test_explain_bad_inputs(ckpt, store, tmp_path):

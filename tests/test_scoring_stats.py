@@ -78,6 +78,22 @@ def test_chi2_bonferroni_by_hand():
     assert out.loc["eye", "p_bonferroni"] == pytest.approx(min(2 * out.loc["eye", "p"], 1))
 
 
+def test_chi2_yates_and_a_planned_number_of_tests():
+    from scipy.stats import chi2_contingency
+
+    counts = pd.DataFrame({"pain": [30, 10], "no_pain": [10, 10]}, index=["eye", "ear"])
+    out = chi2_bonferroni(counts, pd.Series({"pain": 50, "no_pain": 50}), yates=True, n_tests=13).set_index("category")
+    # Yates by hand: N (|ad - bc| - N/2)^2 / (r1 r2 c1 c2) = 100 (1000 - 50)^2 / (50 50 40 60) = 15.0417
+    assert out.loc["eye", "chi2"] == pytest.approx(15.0417, abs=1e-3)
+    ref = chi2_contingency(np.array([[30, 20], [10, 40]]), correction=True)
+    assert out.loc["eye", "p"] == pytest.approx(ref.pvalue)
+    assert out.loc["eye", "p_bonferroni"] == pytest.approx(min(13 * ref.pvalue, 1))
+    plain = chi2_contingency(np.array([[30, 20], [10, 40]]), correction=False)
+    assert chi2_bonferroni(counts, pd.Series({"pain": 50, "no_pain": 50})).loc[0, "p"] == pytest.approx(plain.pvalue)
+    with pytest.raises(StatsError, match="Bonferroni over 1 tests, but 2"):
+        chi2_bonferroni(counts, pd.Series({"pain": 50, "no_pain": 50}), n_tests=1)
+
+
 def test_temperature_scaling_recovers_a_known_temperature():
     rng = np.random.default_rng(0)
     true_logit = rng.normal(0, 2, 4000)

@@ -105,19 +105,31 @@ class ConfusionMatrixCallback(L.Callback):
         self._log(trainer, pl_module, "test")
 
 
+def target_layer(net: torch.nn.Module, block: int | None = None) -> torch.nn.Module:
+    """The Grad-CAM target: the last conv layer (the paper's, ``block=None``) or conv block
+    ``block`` (1-based; negative counts from the end), whose map is finer."""
+    if block is None:
+        layer = getattr(net, "target_layer", None)
+        if layer is None:
+            raise CallbackError(f"{type(net).__name__} has no conv target layer for Grad-CAM")
+        return layer
+    blocks = list(getattr(net, "blocks", []))
+    if not blocks or block == 0 or abs(block) > len(blocks):
+        raise CallbackError(f"gradcam layer {block}: {type(net).__name__} has conv blocks 1..{len(blocks)}")
+    return blocks[block - 1] if block > 0 else blocks[block]
+
+
 def gradcam_maps(net: torch.nn.Module, images: torch.Tensor, targets: list[int] | None = None,
-                 method: str = "gradcam") -> np.ndarray:
-    """Grad-CAM (or Grad-CAM++) on the net's last conv layer, min-max normalised per image
-    (paper step 8). Returns (n, H, W) maps in [0, 1]."""
+                 method: str = "gradcam", block: int | None = None) -> np.ndarray:
+    """Grad-CAM (or Grad-CAM++) on the net's last conv layer (or conv block ``block``),
+    min-max normalised per image (paper step 8). Returns (n, H, W) maps in [0, 1]."""
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cls = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}.get(method)
     if cls is None:
         raise CallbackError(f"gradcam method '{method}' unknown (use gradcam or gradcam++)")
-    layer = getattr(net, "target_layer", None)
-    if layer is None:
-        raise CallbackError(f"{type(net).__name__} has no conv target layer for Grad-CAM")
+    layer = target_layer(net, block)
     was_training = net.training
     net.eval()
     try:

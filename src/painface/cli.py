@@ -139,9 +139,10 @@ def _explain(args):
 def _interpret(args):
     from painface.interpret import interpret_store
 
-    out = interpret_store(args.ckpt_path, args.store, args.out, n=args.n, n_pairs=args.pairs, method=args.method,
-                          embedding=args.embedding, source=args.source, query=args.query, seed=args.seed,
-                          threshold=args.threshold, min_fraction=args.min_fraction, annotation=args.annotation,
+    out = interpret_store(args.ckpt_path, args.store, args.out, n=args.n, n_pairs=args.pairs, per_class=args.per_class,
+                          method=args.method, embedding=args.embedding, source=args.source, pair_space=args.pair_space,
+                          query=args.query, seed=args.seed, threshold=args.threshold, min_fraction=args.min_fraction,
+                          yates=args.yates, block=args.layer, annotation=args.annotation,
                           **({} if args.stage_max_grey is None else {"stage_max_grey": args.stage_max_grey}))
     print(f"embedding, pairs and region charts: {out}")
 
@@ -306,13 +307,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ckpt-path", required=True)
     s.add_argument("--store", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--n", type=int, default=400, help="random crops to analyse")
-    s.add_argument("--pairs", type=int, default=500, help="pairs to sample (paper: 500)")
+    s.add_argument("--n", type=int, default=None, help="embed a random n of the selection (default: all of it, as the paper)")
+    s.add_argument("--pairs", type=int, default=500, help="pairs drawn at random from all mutual pairs (paper: 500)")
+    s.add_argument("--per-class", type=int, default=1000,
+                   help="random comparison: this many images of each predicted class (paper Fig. S5F: 1000)")
+    s.add_argument("--pair-space", choices=["embedding", "features"], default="embedding",
+                   help="pair nearest neighbours in the 2-D embedding (paper) or the full CNN feature space")
     s.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam")
+    s.add_argument("--layer", type=int, default=None,
+                   help="Grad-CAM on conv block N (1-based, -1 = last) instead of the last conv layer (paper)")
     s.add_argument("--embedding", choices=["umap", "tsne"], default="umap")
     s.add_argument("--source", choices=["features", "pixels"], default="features")
     s.add_argument("--threshold", type=float, default=0.5, help="Grad-CAM value counted as hot")
-    s.add_argument("--min-fraction", type=float, default=0.1, help="hot share of a region that makes it positive")
+    s.add_argument("--min-fraction", type=float, default=None,
+                   help="positive only when this share of a region is hot (default: the paper's rule, a hot area touches it)")
+    s.add_argument("--yates", action="store_true", help="chi-squared with Yates' continuity correction (default: without)")
     s.add_argument("--annotation", default=None, help="manual region polygons (JSON)")
     s.add_argument("--stage-max-grey", type=float, default=None,
                    help="grey level (0-255) below which the floor under the face is the stage (default 28)")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from painface.data import CropDataset
 from painface.models import load_classifier
 from painface.predict import FolderDataset
 from painface.regions import STAGE_MAX_GREY
+from painface.scoring import is_pain
 from painface.store import StoreError, select_index
 
 
@@ -56,7 +58,8 @@ def select(store=None, images=None, n: int = 100, query: str | None = None, seed
     return CropDataset(store, idx, input_size, train=False), idx
 
 
-def run_gradcam(model, ds, method: str = "gradcam", batch_size: int = 32, show_progress: bool = True):
+def run_gradcam(model, ds, method: str = "gradcam", batch_size: int = 32, show_progress: bool = True,
+                block: int | None = None):
     """Maps (n, H, W), p(pain) (n,), images as RGB floats (n, H, W, 3) and penultimate features."""
     maps, probs, rgbs, feats = [], [], [], []
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
@@ -67,8 +70,8 @@ def run_gradcam(model, ds, method: str = "gradcam", batch_size: int = 32, show_p
             probs.append(torch.softmax(model.net.head(f), 1)[:, 1].cpu().numpy())
             feats.append(f.mean(dim=(2, 3)).cpu().numpy())
         # explain the predicted class, as the paper's overlays do
-        targets = (probs[-1] >= 0.5).astype(int).tolist()
-        maps.append(gradcam_maps(model.net, x, targets=targets, method=method))
+        targets = is_pain(probs[-1]).astype(int).tolist()
+        maps.append(gradcam_maps(model.net, x, targets=targets, method=method, block=block))
         rgbs.extend(tensor_to_rgb01(t) for t in batch["image"])
     return np.concatenate(maps), np.concatenate(probs), np.stack(rgbs), np.concatenate(feats)
 
@@ -212,61 +215,143 @@ def region_figure(table: pd.DataFrame, stats: pd.DataFrame, out: Path, title: st
     return _save(fig, out)
 
 
-def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5, min_fraction=0.1,
-                    visible_threshold=0.5, manual=None, images=None, stage_max_grey=STAGE_MAX_GREY) -> pd.DataFrame:
-    from painface.regions import attribution_table
+def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5, min_fraction=None,
+                    visible_threshold=0.5, manual=None, images=None, stage_max_grey=STAGE_MAX_GREY,
+                    yates: bool = False) -> pd.DataFrame:
+    """Region positivity, pain vs no-pain, over the paper's 13 regions (Fig. 2C, S5F).
+
+    chi-squared per region, Bonferroni over all 13; a region no image could show (the
+    hand, without a manual annotation) is kept in the table as not assessed.
+    """
+    from painface.regions import PAPER_REGIONS, attribution_table
     from painface.stats import chi2_bonferroni
 
-    table = attribution_table(maps, keypoints, p_pain >= 0.5, threshold, min_fraction, visible_threshold, manual, images,
-                              stage_max_grey)
+    table = attribution_table(maps, keypoints, is_pain(p_pain), threshold, min_fraction, visible_threshold, manual,
+                              images, stage_max_grey)
     counts = table[["positive_pain", "positive_no_pain"]].rename(columns={"positive_pain": "pain", "positive_no_pain": "no_pain"})
     totals = pd.Series({"pain": table["n_pain"].iloc[0], "no_pain": table["n_no_pain"].iloc[0]})
     if (totals == 0).any():
         raise InterpretError(f"{name}: the selection has no {'pain' if totals['pain'] == 0 else 'no-pain'} predictions to compare")
-    stats = chi2_bonferroni(counts, totals)
+    stats = chi2_bonferroni(counts, totals, yates=yates, n_tests=len(PAPER_REGIONS))
     table = table.join(stats.set_index("category")[["chi2", "p", "p_bonferroni", "stars"]])
+    table["assessed"] = True
+    for region in PAPER_REGIONS:
+        if region not in table.index:  # e.g. the hand: no keypoint places it, only a manual annotation
+            table.loc[region, ["assessed", "stars"]] = [False, "not assessed"]
+    table["yates"] = yates
+    table["bonferroni_tests"] = len(PAPER_REGIONS)
+    table["rule"] = "touch" if min_fraction is None else f"area>={min_fraction:g}"
     table.to_csv(out / f"regions_{name}.csv")
-    region_figure(table, stats, out / f"regions_{name}.png", f"Grad-CAM positive regions ({name})")
+    region_figure(table[table["assessed"].astype(bool)], stats, out / f"regions_{name}.png", f"Grad-CAM positive regions ({name})")
     return table
 
 
-def interpret_store(ckpt_path, store, out, n: int = 400, n_pairs: int = 500, method: str = "gradcam",
-                    embedding: str = "umap", source: str = "features", query=None, seed: int = 0,
-                    threshold: float = 0.5, min_fraction: float = 0.1, annotation=None, show_progress=True,
-                    stage_max_grey: float = STAGE_MAX_GREY) -> Path:
-    """Grad-CAM + embedding + pairs + region analysis for a store sample; returns the folder."""
+def run_forward(model, ds, batch_size: int = 64, thumbnails: bool = False, show_progress: bool = True):
+    """p(pain), pooled conv features and (optionally) 32x32 grey thumbnails of a whole selection,
+    without Grad-CAM: cheap enough for every image of a store."""
+    probs, feats, thumbs = [], [], []
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc="features", unit="batch", disable=not show_progress):
+        x = batch["image"].to(model.device)
+        with torch.no_grad():
+            f = model.net.forward_features(x)
+            probs.append(torch.softmax(model.net.head(f), 1)[:, 1].cpu().numpy())
+            feats.append(f.mean(dim=(2, 3)).cpu().numpy())
+        if thumbnails:
+            thumbs.extend(cv2.resize(cv2.cvtColor((tensor_to_rgb01(t) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY),
+                                     (32, 32)).astype(np.float32) for t in batch["image"])
+    return np.concatenate(probs), np.concatenate(feats), (np.stack(thumbs) if thumbnails else None)
+
+
+def draw_pairs(pairs: np.ndarray, n_pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``n_pairs`` of the pairs, drawn at random without replacement (the paper: 500)."""
+    if len(pairs) > n_pairs:
+        pairs = pairs[np.sort(rng.choice(len(pairs), n_pairs, replace=False))]
+    return pairs
+
+
+def balanced_draw(pain: np.ndarray, per_class: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``per_class`` images predicted pain and as many predicted no pain, at random
+    (Fig. S5F: 1,000 each); all of a class when it has fewer; everything when ``per_class`` is None."""
+    if per_class is None:
+        return np.arange(len(pain))
+    picked = []
+    for flag in (True, False):
+        idx = np.flatnonzero(pain == flag)
+        picked.append(idx if len(idx) <= per_class else rng.choice(idx, per_class, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def interpret_store(ckpt_path, store, out, n: int | None = None, n_pairs: int = 500, per_class: int | None = 1000,
+                    method: str = "gradcam", embedding: str = "umap", source: str = "features",
+                    pair_space: str = "embedding", query=None, seed: int = 0, threshold: float = 0.5,
+                    min_fraction: float | None = None, yates: bool = False, block: int | None = None,
+                    annotation=None, show_progress=True, stage_max_grey: float = STAGE_MAX_GREY) -> Path:
+    """Fig. 2 for a store: embedding, similar-composition pairs, and region positivity.
+
+    The paper's procedure by default: every image of the selection (or a random ``n``) is
+    projected to 2-D (UMAP of CNN features), pain and no-pain images that are each other's
+    nearest neighbour *in that projection* are paired, and ``n_pairs`` pairs are drawn at
+    random (Fig. 2A, S5B-E). ``pair_space="features"`` pairs in the full feature space
+    instead. Region positivity is compared on the pairs and on a random draw of
+    ``per_class`` images of each predicted class (Fig. S5F). Grad-CAM runs only on the
+    images that are analysed.
+    """
+    from torch.utils.data import Subset
+
     from painface.regions import crop_keypoints, masks_from_annotation
 
+    if pair_space not in ("embedding", "features"):
+        raise InterpretError(f"pair space '{pair_space}' unknown (use embedding or features)")
+    if n_pairs < 0 or (per_class is not None and per_class < 1) or (n is not None and n < 2):
+        raise InterpretError("--pairs must be >= 0, --per-class >= 1 and --n >= 2")
     model = load_for_explain(ckpt_path)
     ds, idx = select(store, None, n, query, seed, model.input_size)
-    maps, probs, rgbs, feats = run_gradcam(model, ds, method, show_progress=show_progress)
+    probs, feats, thumbs = run_forward(model, ds, thumbnails=source == "pixels", show_progress=show_progress)
+    x = feats if source == "features" else thumbs
+    pain = is_pain(probs)
+    rng = np.random.default_rng(seed)
+    xy = embed_2d(x, embedding, seed)
+    pairs = draw_pairs(mutual_pairs(xy if pair_space == "embedding" else x, pain), n_pairs, rng)
+    random_sel = balanced_draw(pain, per_class, rng)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    is_pain = probs >= 0.5
-    x = feats if source == "features" else np.stack([cv2.resize(cv2.cvtColor((r * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY), (32, 32))
-                                                     for r in rgbs]).astype(np.float32)
-    pairs = mutual_pairs(x, is_pain)
-    rng = np.random.default_rng(seed)
-    if len(pairs) > n_pairs:
-        pairs = pairs[rng.choice(len(pairs), n_pairs, replace=False)]
-    xy = embed_2d(x, embedding, seed)
-    embedding_figure(xy, is_pain, pairs, out / "embedding.png", f"{embedding.upper()} of CNN {source}, {len(pairs)} pairs")
-    pairs_sheet(rgbs, maps, probs, pairs, out / "pairs.png")
-    pd.DataFrame({"pain_crop": idx["crop_id"].to_numpy()[pairs[:, 0]], "no_pain_crop": idx["crop_id"].to_numpy()[pairs[:, 1]]}
-                 ).to_csv(out / "pairs.csv", index=False)
-    size = maps.shape[-1]
-    kp = crop_keypoints(idx, size)  # frame pixels -> the model input's pixels, where the maps live
-    regions_sheet(rgbs, kp, out / "regions.png", stage_max_grey=stage_max_grey)
+    embedding_figure(xy, pain, pairs, out / "embedding.png",
+                     f"{embedding.upper()} of CNN {source}, {len(pairs)} pairs ({pair_space})")
+    # Grad-CAM on what is analysed: the pairs and the random draw
+    need = np.union1d(pairs.ravel(), random_sel).astype(int)
+    maps_sub, probs_sub, rgbs_sub, _ = run_gradcam(model, Subset(ds, need.tolist()), method, show_progress=show_progress,
+                                                   block=block)
+    at = {int(k): i for i, k in enumerate(need)}  # selection index -> row of the Grad-CAM arrays
+    sub = lambda sel: np.array([at[int(k)] for k in sel], int)  # noqa: E731
+    size = maps_sub.shape[-1]
+    kp = crop_keypoints(idx.iloc[need], size)  # frame pixels -> the model input's pixels, where the maps live
     manual = None
     if annotation:
         ann = masks_from_annotation(annotation, size)
-        manual = [ann.get(c) for c in idx["crop_id"]]
-    analyse_regions(maps, kp, probs, out, "random", threshold, min_fraction, manual=manual, images=rgbs,
-                    stage_max_grey=stage_max_grey)
+        manual = [ann.get(c) for c in idx["crop_id"].to_numpy()[need]]
+    pd.DataFrame({"pain_crop": idx["crop_id"].to_numpy()[pairs[:, 0]], "no_pain_crop": idx["crop_id"].to_numpy()[pairs[:, 1]],
+                  "p_pain_of_pain_crop": probs[pairs[:, 0]], "p_pain_of_no_pain_crop": probs[pairs[:, 1]]}
+                 ).to_csv(out / "pairs.csv", index=False)
     if len(pairs):
-        sel = pairs.ravel()
-        analyse_regions(maps[sel], kp[sel], probs[sel], out, "pairs", threshold, min_fraction,
-                        manual=[manual[i] for i in sel] if manual else None, images=rgbs[sel],
-                        stage_max_grey=stage_max_grey)
-    np.savez_compressed(out / "maps.npz", maps=maps.astype(np.float16), p_pain=probs, crop_id=idx["crop_id"].to_numpy(str))
+        pairs_sheet(rgbs_sub, maps_sub, probs_sub, np.column_stack([sub(pairs[:, 0]), sub(pairs[:, 1])]), out / "pairs.png")
+    regions_sheet(rgbs_sub[sub(random_sel)], kp[sub(random_sel)], out / "regions.png", stage_max_grey=stage_max_grey)
+    opts = dict(threshold=threshold, min_fraction=min_fraction, stage_max_grey=stage_max_grey, yates=yates)
+
+    def analyse(rows, name):
+        analyse_regions(maps_sub[rows], kp[rows], probs_sub[rows], out, name, manual=[manual[i] for i in rows] if manual else None,
+                        images=rgbs_sub[rows], **opts)
+
+    analyse(sub(random_sel), "random")
+    if len(pairs):
+        analyse(sub(pairs.ravel()), "pairs")
+    np.savez_compressed(out / "maps.npz", maps=maps_sub.astype(np.float16), p_pain=probs_sub,
+                        crop_id=idx["crop_id"].to_numpy(str)[need])
+    (out / "settings.json").write_text(json.dumps({
+        "selection": len(idx), "query": query, "pairs_found": int(len(mutual_pairs(xy if pair_space == "embedding" else x, pain))),
+        "pairs_drawn": int(len(pairs)), "pair_space": pair_space, "embedding": embedding, "source": source,
+        "per_class": per_class, "random_pain": int(pain[random_sel].sum()), "random_no_pain": int((~pain[random_sel]).sum()),
+        "method": method, "gradcam_block": block if block is not None else "last", "gradcam_map_px": int(size),
+        "threshold": threshold, "positivity_rule": "touch" if min_fraction is None else f"area>={min_fraction:g}",
+        "chi2_yates": yates, "bonferroni_tests": 13, "seed": seed}, indent=2))
     return out

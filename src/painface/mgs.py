@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from painface.scoring import is_pain
 from painface.store import CropReader, StoreError, select_index
 
 MGS_UNITS = ("orbital_tightening", "nose_bulge", "cheek_bulge", "ear_position", "whisker_change")
@@ -97,7 +98,7 @@ def compare(sheet_path, key_path, out, predictions=None) -> dict:
     if predictions is not None:
         pred = pd.read_parquet(predictions)[["crop_id", "p_pain"]]
         data = data.merge(pred, on="crop_id", how="left")
-        data["cnn"] = np.where(data["p_pain"] >= 0.5, "pain", "no_pain")
+        data["cnn"] = np.where(is_pain(data["p_pain"]), "pain", "no_pain")
         rho = spearmanr(data["mgs_total"], data["p_pain"], nan_policy="omit")
         result.update({"spearman_mgs_vs_p_pain": float(rho.statistic), "spearman_p": float(rho.pvalue),
                        "mgs_by_cnn": data.groupby("cnn")["mgs_total"].agg(["mean", "sem", "count"]).round(4).to_dict("index")})

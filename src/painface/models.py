@@ -49,9 +49,15 @@ class PaperCNN(nn.Module):
         )
 
     @property
+    def blocks(self) -> list[nn.Module]:
+        """Each conv block's activations after ReLU+BN, before pooling: Grad-CAM's choices.
+        Block k's map is input_size / 2**(k-1) pixels wide (96 px: 96, 48, ..., 3)."""
+        return [b[2] for b in self.features]
+
+    @property
     def target_layer(self) -> nn.Module:
-        # Grad-CAM on the last conv layer (paper step 8); its activations after ReLU+BN
-        return self.features[-1][2]
+        # Grad-CAM on the last conv layer (paper step 8)
+        return self.blocks[-1]
 
     def forward_features(self, x):
         return self.features(x)
@@ -84,8 +90,12 @@ class TorchvisionNet(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(base.fc.in_features, num_classes))
 
     @property
+    def blocks(self) -> list[nn.Module]:
+        return list(self.features[4:])  # layer1 .. layer4
+
+    @property
     def target_layer(self) -> nn.Module:
-        return self.features[-1]
+        return self.blocks[-1]
 
     def forward_features(self, x):
         return self.features(x)

@@ -163,16 +163,22 @@ def crop_keypoints(index_rows: pd.DataFrame, crop_size: int) -> np.ndarray:
 
 
 def positive_regions(cam: np.ndarray, masks: dict[str, np.ndarray], threshold: float = 0.5,
-                     min_fraction: float = 0.1) -> dict[str, bool]:
-    """A region is Grad-CAM positive when at least ``min_fraction`` of its area is above
-    ``threshold``; a hot area spanning several regions makes each of them positive
-    (the paper's rule)."""
+                     min_fraction: float | None = None) -> dict[str, bool]:
+    """Which regions are Grad-CAM positive.
+
+    The paper's rule (Fig. 2C, default): a region is positive when a Grad-CAM-positive
+    area (pixels at or above ``threshold``) touches it; an area spread over several
+    regions makes every one of them positive. ``min_fraction`` (an option, not the
+    paper's) demands that share of the region's own area instead.
+    """
     hot = cam >= threshold
+    if min_fraction is None:
+        return {r: bool((hot & m).any()) for r, m in masks.items()}
     return {r: bool(m.any() and hot[m].mean() >= min_fraction) for r, m in masks.items()}
 
 
 def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: np.ndarray, threshold: float = 0.5,
-                      min_fraction: float = 0.1, visible_threshold: float = 0.5,
+                      min_fraction: float | None = None, visible_threshold: float = 0.5,
                       manual: list[dict] | None = None, images: np.ndarray | None = None,
                       stage_max_grey: float = STAGE_MAX_GREY) -> pd.DataFrame:
     """Per region: positive frequency among pain and no-pain predictions, and enrichment.

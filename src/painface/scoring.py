@@ -14,6 +14,11 @@ import pandas as pd
 from scipy.stats import norm
 
 
+def is_pain(p_pain) -> np.ndarray:
+    """The paper's decision for one image: the larger class wins; a tie (p = 0.5) is no pain."""
+    return np.asarray(p_pain) > 0.5
+
+
 def fuse_cameras(pred: pd.DataFrame) -> pd.DataFrame:
     """One row per (session_id, frame) with at least one face.
 

@@ -50,11 +50,15 @@ def compare_groups(groups: dict[str, np.ndarray], control: str) -> pd.DataFrame:
     return out
 
 
-def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series) -> pd.DataFrame:
+def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series, yates: bool = False,
+                    n_tests: int | None = None) -> pd.DataFrame:
     """Per category (row), chi-squared on [positive, negative] x class, Bonferroni over rows.
 
     ``counts``: rows = categories (e.g. facial regions), columns = two classes, values =
     number of images where the category is positive; ``totals``: images per class.
+    ``yates``: Yates' continuity correction (the paper does not say; off by default, as
+    Pearson's plain chi-squared). ``n_tests``: the Bonferroni factor, when more categories
+    were planned than ``counts`` holds (the paper's 13 regions, with one not assessed).
     """
     rows = []
     for cat, row in counts.iterrows():
@@ -62,10 +66,13 @@ def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series) -> pd.DataFrame:
         if (table.sum(axis=0) == 0).any():  # never (or always) positive: no difference to test
             chi2, p = 0.0, 1.0
         else:
-            chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
+            chi2, p, _, _ = stats.chi2_contingency(table, correction=yates)
         rows.append({"category": cat, "chi2": chi2, "p": p})
     out = pd.DataFrame(rows)
-    out["p_bonferroni"] = np.minimum(out["p"] * len(out), 1.0)
+    n_tests = len(out) if n_tests is None else n_tests
+    if n_tests < len(out):
+        raise StatsError(f"Bonferroni over {n_tests} tests, but {len(out)} categories were tested")
+    out["p_bonferroni"] = np.minimum(out["p"] * n_tests, 1.0)
     out["stars"] = out["p_bonferroni"].map(stars)
     return out
 
