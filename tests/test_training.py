@@ -204,3 +204,53 @@ def test_real_training_generalises_to_held_out_mice(compose):
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.85
     assert metrics["test/auroc"] > 0.9
+
+
+def test_split_protocols_by_mouse(store):
+    from painface.data import PainFaceDataModule
+    from painface.store import read_index
+
+    mice = set(read_index(store)["mouse_id"])
+    dm = PainFaceDataModule(str(store), n_folds=4, fold=0, test_fold=1, num_workers=0)
+    dm.setup()
+    train_m, val_m, test_m = (set(p["mouse_id"]) for p in (dm.train_index, dm.val_index, dm.test_index))
+    # the test fold neither trains nor chooses the checkpoint; together the three are every mouse
+    assert not (train_m & val_m) and not (train_m & test_m) and not (val_m & test_m)
+    assert train_m | val_m | test_m == mice and "held-out test mice" in dm.test_role
+    dm = PainFaceDataModule(str(store), n_folds=4, fold=0, num_workers=0)
+    dm.setup()
+    assert set(dm.test_index["mouse_id"]) == set(dm.val_index["mouse_id"]) and "chose the checkpoint" in dm.test_role
+    dm = PainFaceDataModule(str(store), n_folds=1, num_workers=0)   # the paper's Table 1: train on all mice
+    dm.setup()
+    assert len(dm.train_index) == len(dm.val_index) == len(dm.test_index) == len(dm.index)
+    assert "Table 1" in dm.test_role
+    for bad in ({"n_folds": 4, "fold": 0, "test_fold": 0}, {"n_folds": 4, "test_fold": 4}, {"n_folds": 1, "test_fold": 0}):
+        with pytest.raises(DataError, match="data.test_fold"):
+            PainFaceDataModule(str(store), num_workers=0, **bad).setup()
+
+
+def test_table1_arithmetic_of_the_paper():
+    from painface.stats import table1
+
+    # Kobayashi et al. Table 1 (all mice): TP 269,497, FN 8,437, FP 1,526, TN 266,354
+    m = {"test/confmat_tp": 269497, "test/confmat_fn": 8437, "test/confmat_fp": 1526, "test/confmat_tn": 266354,
+         "test/confmat_tp_sex=male": 3, "test/confmat_fn_sex=male": 1, "test/confmat_fp_sex=male": 0,
+         "test/confmat_tn_sex=male": 2, "test/acc": 0.98}
+    t = table1(m)
+    assert list(t.index) == ["all", "sex=male"]
+    assert t.loc["all", "sensitivity"] == pytest.approx(269497 / 277934) and round(100 * t.loc["all", "sensitivity"], 1) == 97.0
+    assert t.loc["all", "specificity"] == pytest.approx(266354 / 267880) and round(100 * t.loc["all", "specificity"], 1) == 99.4
+    assert t.loc["sex=male", "sensitivity"] == 0.75 and t.loc["sex=male", "specificity"] == 1.0
+
+
+def test_paper_protocol_trains_on_all_mice_and_writes_table1(compose, tmp_path):
+    # every test image, so that both sexes are in it
+    cfg = compose(*FAST[:3], "data.n_folds=1", "~callbacks.gradcam", "logger=csv")
+    metrics = train(cfg)
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert "Table 1" in summary["test_on"]
+    t = pd.read_csv(tmp_path / "table1.csv", index_col=0)
+    assert {"all", "sex=female", "sex=male"} <= set(t.index)
+    # per-sex counts add up to the whole
+    assert (t.loc[["sex=female", "sex=male"], ["TP", "FN", "FP", "TN"]].sum() == t.loc["all", ["TP", "FN", "FP", "TN"]]).all()
+    assert t.loc["all", ["TP", "FN", "FP", "TN"]].sum() == sum(metrics[f"test/confmat_{k}"] for k in ("tp", "fn", "fp", "tn"))

@@ -59,6 +59,7 @@ class BuildConfig:
     cameras: Optional[int] = None
     signal: Optional[float] = None
     seed: Optional[int] = None
+    au_weights: Optional[dict[str, float]] = None
 
 
 @dataclass
@@ -74,6 +75,7 @@ class DataConfig:
     fold: int = 0
     n_folds: int = 4
     split_seed: int = 0
+    test_fold: Optional[int] = None
     samples_per_epoch: int = 30000
     batch_size: int = 128
     num_workers: int = 2

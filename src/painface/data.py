@@ -90,7 +90,7 @@ def mouse_folds(mice: list[str], n_folds: int, seed: int) -> list[list[str]]:
 
 class PainFaceDataModule(L.LightningDataModule):
     def __init__(self, store: str, name: str = "store", build: dict | None = None, strains=None, sessions=None,
-                 phases=None, mice=None, fold: int = 0, n_folds: int = 4, split_seed: int = 0,
+                 phases=None, mice=None, fold: int = 0, n_folds: int = 4, split_seed: int = 0, test_fold: int | None = None,
                  samples_per_epoch: int = 30000, batch_size: int = 128, num_workers: int = 2, pin_memory: bool = False,
                  rotation: float = 20.0, hflip: bool = True, input_size: int = 96, group_by=None,
                  persistent_workers: bool = True):
@@ -99,7 +99,7 @@ class PainFaceDataModule(L.LightningDataModule):
         self.save_hyperparameters(ignore=["group_by"])
         self.store, self.name, self.build = Path(store), name, build
         self.filters = {"strain": strains, "session_id": sessions, "phase": phases, "mouse_id": mice}
-        self.fold, self.n_folds, self.split_seed = fold, n_folds, split_seed
+        self.fold, self.n_folds, self.split_seed, self.test_fold = fold, n_folds, split_seed, test_fold
         self.samples_per_epoch, self.batch_size = samples_per_epoch, batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -130,14 +130,36 @@ class PainFaceDataModule(L.LightningDataModule):
             raise DataError(f"{self.store}: no labelled crops match the selection {({k: v for k, v in self.filters.items() if v})}")
         return idx.reset_index(drop=True)
 
-    def split(self, idx: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def split(self, idx: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(train, validation, test) by mouse.
+
+        - ``n_folds=1``: the paper's Table 1 protocol: train on every mouse; validation and
+          test are the training images themselves;
+        - ``test_fold=None``: fold ``fold`` validates (chooses the checkpoint) and is also
+          what ``test`` reports on, and the summary says so;
+        - ``test_fold=k``: fold k is held out from training *and* from the checkpoint's choice.
+        """
+        if self.n_folds == 1:
+            if self.test_fold is not None:
+                raise DataError("data.test_fold: with data.n_folds=1 (train on all mice) there is no fold to hold out")
+            self.test_role = "training mice (the paper's Table 1 protocol: no mouse held out)"
+            return idx, idx, idx
         folds = mouse_folds(idx["mouse_id"].unique().tolist(), self.n_folds, self.split_seed)
         if not 0 <= self.fold < len(folds):
             raise DataError(f"data.fold={self.fold} out of range: {len(folds)} folds")
         val_mice = set(folds[self.fold])
+        test_mice = val_mice
+        self.test_role = "validation mice (they also chose the checkpoint)"
+        if self.test_fold is not None:
+            if not 0 <= self.test_fold < len(folds) or self.test_fold == self.fold:
+                raise DataError(f"data.test_fold={self.test_fold}: must be a fold of 0..{len(folds) - 1} other than "
+                                f"data.fold={self.fold}")
+            test_mice = set(folds[self.test_fold])
+            self.test_role = "held-out test mice (they neither trained the network nor chose the checkpoint)"
         val = idx[idx["mouse_id"].isin(val_mice)]
-        train = idx[~idx["mouse_id"].isin(val_mice)]
-        return train, val
+        test = idx[idx["mouse_id"].isin(test_mice)]
+        train = idx[~idx["mouse_id"].isin(val_mice | test_mice)]
+        return train, val, test
 
     def setup(self, stage=None):
         if self.index is not None:
@@ -148,8 +170,8 @@ class PainFaceDataModule(L.LightningDataModule):
                 raise DataError(f"model.metrics.group_by: unknown index column '{col}'")
             self.group_levels[col] = sorted(idx[col].astype(str).unique())
         self.index = idx
-        self.train_index, self.val_index = self.split(idx)
-        for name, part in (("training", self.train_index), ("validation", self.val_index)):
+        self.train_index, self.val_index, self.test_index = self.split(idx)
+        for name, part in (("training", self.train_index), ("validation", self.val_index), ("test", self.test_index)):
             classes = set(part["label"])
             if len(classes) < 2:
                 raise DataError(f"{self.store}: the {name} set has only one class ({classes or 'none'}); "
@@ -175,7 +197,7 @@ class PainFaceDataModule(L.LightningDataModule):
         return self._loader(self._dataset(self.val_index, train=False))
 
     def test_dataloader(self):
-        return self.val_dataloader()
+        return self._loader(self._dataset(self.test_index, train=False))
 
 
 def _build_settings(build: dict) -> dict:

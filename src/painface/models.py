@@ -210,6 +210,9 @@ class PainClassifier(L.LightningModule):
                 p, t = prob[mask], y[mask]
                 pred = (p >= 0.5).long()
                 self.log(f"{stage}/acc_{col}={name}", (pred == t).float().mean(), sync_dist=False)
+                for cell, (truth, guess) in {"tp": (1, 1), "fn": (1, 0), "fp": (0, 1), "tn": (0, 0)}.items():
+                    self.log(f"{stage}/confmat_{cell}_{col}={name}", ((t == truth) & (pred == guess)).sum().float(),
+                             sync_dist=False)
                 if (t == 1).any():
                     self.log(f"{stage}/sensitivity_{col}={name}", (pred[t == 1] == 1).float().mean(), sync_dist=False)
                 if (t == 0).any():

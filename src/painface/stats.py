@@ -77,5 +77,29 @@ def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series, yates: bool = False
     return out
 
 
+def table1(metrics: dict, stage: str = "test") -> pd.DataFrame:
+    """The paper's Table 1 layout from logged confusion counts: TP, FN, FP, TN, sensitivity
+    (TP / (TP + FN)) and specificity (TN / (TN + FP)), for all images and per group (e.g. sex).
+
+    ``metrics`` holds ``{stage}/confmat_tp`` ... and ``{stage}/confmat_tp_sex=female`` ...
+    """
+    rows = {}
+    prefix = f"{stage}/confmat_"
+    for key, value in metrics.items():
+        if not key.startswith(prefix):
+            continue
+        cell, _, group = key[len(prefix):].partition("_")
+        if cell in ("tp", "fn", "fp", "tn"):
+            rows.setdefault(group or "all", {})[cell.upper()] = int(round(float(value)))
+    if "all" not in rows:
+        raise StatsError(f"no {stage} confusion counts in the metrics (was the {stage} stage run?)")
+    out = pd.DataFrame.from_dict(rows, orient="index")[["TP", "FN", "FP", "TN"]]
+    out = out.loc[["all"] + sorted(k for k in out.index if k != "all")]
+    out["sensitivity"] = out["TP"] / (out["TP"] + out["FN"]).replace(0, np.nan)
+    out["specificity"] = out["TN"] / (out["TN"] + out["FP"]).replace(0, np.nan)
+    out.index.name = "images"
+    return out
+
+
 def stars(p: float) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."

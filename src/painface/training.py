@@ -56,7 +56,7 @@ def train(cfg: DictConfig) -> dict:
     dm, model, trainer = build(cfg)
     if cfg.train:
         trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics: dict = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
     if cfg.test:
         test_ckpt = best or cfg.ckpt_path
@@ -66,7 +66,7 @@ def train(cfg: DictConfig) -> dict:
             calib = calibration_report(trainer, model, dm, Path(cfg.paths.output_dir))
             metrics.update({f"calibration/{k}": v for k, v in calib.items() if isinstance(v, float)})
     if trainer.is_global_zero:
-        _summarise(cfg, trainer, metrics, best)
+        _summarise(cfg, trainer, metrics, best, getattr(dm, "test_role", None))
     return metrics
 
 
@@ -84,13 +84,14 @@ def evaluate(cfg: DictConfig) -> dict:
     dm.prepare_data()  # data=synthetic builds its store on first use, as in train.py
     # evaluate on every selected mouse of the store, not on one fold
     dm.setup("test")
-    dm.val_index = dm.index
+    dm.val_index = dm.test_index = dm.index
+    dm.test_role = "every selected mouse of the store"
     results = trainer.test(model, datamodule=dm)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     calib = calibration_report(trainer, model, dm, Path(cfg.paths.output_dir))
     metrics.update({f"calibration/{k}": v for k, v in calib.items() if isinstance(v, float)})
     if trainer.is_global_zero:
-        _summarise(cfg, trainer, metrics, cfg.ckpt_path)
+        _summarise(cfg, trainer, metrics, cfg.ckpt_path, getattr(dm, "test_role", None))
     return metrics
 
 
@@ -130,20 +131,33 @@ def calibration_report(trainer, model, dm, out: Path) -> dict:
     return result
 
 
-def _summarise(cfg, trainer, metrics: dict, ckpt: str) -> None:
+def _summarise(cfg, trainer, metrics: dict, ckpt: str, test_role: str | None = None) -> None:
+    from painface.stats import StatsError, table1
+
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps({"checkpoint": ckpt, "metrics": metrics}, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps({"checkpoint": ckpt, "test_on": test_role, "metrics": metrics}, indent=2, sort_keys=True))
     os.replace(tmp, out / "metrics.json")
+    try:
+        confusion = table1(metrics)
+    except StatsError:
+        confusion = None
+    if confusion is not None:
+        tmp = out / "table1.csv.tmp"
+        confusion.to_csv(tmp)
+        os.replace(tmp, out / "table1.csv")
     images = sorted({str(p.parent) for lg in trainer.loggers if getattr(lg, "log_dir", None)
                      for p in Path(lg.log_dir).glob("images/*.png")})
     lines = [
         "",
         "painface results",
         f"  metrics      {out / 'metrics.json'}",
+        *([f"  tested on    {test_role}"] if test_role else []),
         *[f"  {k:<12} {metrics[k]:.3f}" for k in sorted(metrics) if k.startswith("test/") and "=" not in k
           and "confmat" not in k],
+        *([f"  Table 1      {out / 'table1.csv'}", *("    " + line for line in _format_table1(confusion).splitlines())]
+          if confusion is not None else []),
         f"  checkpoint   {ckpt or '(none)'}",
         *([f"  calibration  {out / 'reliability.png'} (temperature {metrics['calibration/temperature']:.2f})"]
           if "calibration/temperature" in metrics else []),
@@ -151,3 +165,10 @@ def _summarise(cfg, trainer, metrics: dict, ckpt: str) -> None:
         *[f"  logs         {lg.log_dir}" for lg in trainer.loggers if getattr(lg, "log_dir", None)],
     ]
     print("\n".join(lines))
+
+
+def _format_table1(t) -> str:
+    shown = t.copy()
+    for c in ("sensitivity", "specificity"):
+        shown[c] = (100 * shown[c]).map(lambda v: f"{v:.1f} %" if v == v else "-")
+    return shown.to_string()
