@@ -99,3 +99,68 @@ def test_ac_dose_response_study_end_to_end(compose, tmp_path):
     assert means["vehicle"] < means["ac_0.6"] < means["ac_1.0"]
     stats = pd.read_csv(tmp_path / "study" / "results" / "statistics.csv").set_index("group")
     assert stats.loc["ac_1.0", "p"] < 0.05
+
+
+def test_every_window_is_tested_and_an_empty_window_is_refused(store, tmp_path):
+    analyze_study(_study(tmp_path), _fake_predictions(store, tmp_path), store, tmp_path / "out")
+    windows = pd.read_csv(tmp_path / "out" / "statistics_windows.csv")
+    assert sorted(windows["window"]) == ["post", "pre"]
+    per_window = pd.read_csv(tmp_path / "out" / "per_animal_windows.csv")
+    # fake predictions: every pre crop is no pain, every post crop is pain
+    assert set(per_window.loc[per_window.window == "pre", "pain_probability"]) == {0.0}
+    assert set(per_window.loc[per_window.window == "post", "pain_probability"]) == {1.0}
+    with pytest.raises(StudyAnalysisError, match=r"analysis.windows.pre: \[30, 0\] is empty"):
+        analyze_study(_study(tmp_path, windows={"pre": [30, 0], "post": [0, 1]}), _fake_predictions(store, tmp_path),
+                      store, tmp_path / "o")
+
+
+def test_paired_analysis_within_animals(store, tmp_path):
+    """Each mouse as its own control (phase pre vs post), as a crossover study is analysed."""
+    rng = np.random.default_rng(3)
+    mice = sorted(read_index(store)["mouse_id"].unique())
+    level = dict(zip(mice, rng.uniform(0.1, 0.9, len(mice))))
+    # per mouse: a fraction of post crops above 0.5 that differs between mice
+    p = lambda idx: np.where((idx["phase"] == "post") & (rng.random(len(idx)) < idx["mouse_id"].map(level)), 0.9, 0.2)  # noqa: E731
+    pred = _fake_predictions(store, tmp_path, p)
+    study = _study(tmp_path, group_column="phase", control="pre", order=["pre", "post"], windows={"all": [-1, 1]},
+                   summary_window="all", paired=True)
+    analyze_study(study, pred, store, tmp_path / "out")
+    stats = pd.read_csv(tmp_path / "out" / "statistics.csv")
+    animals = pd.read_csv(tmp_path / "out" / "per_animal.csv").pivot(index="mouse_id", columns="phase",
+                                                                     values="pain_probability")
+    d = animals["post"] - animals["pre"]
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))   # the paired t statistic by hand
+    assert stats.loc[0, "test"] == "paired t-test" and stats.loc[0, "n_pairs"] == len(mice)
+    assert stats.loc[0, "statistic"] == pytest.approx(t)
+
+
+def test_paired_t_test_by_hand_matches_animals_not_order():
+    from painface.stats import compare_groups
+
+    # differences 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.4641, df 2
+    out = compare_groups({"drug": [3.0, 4.0, 6.0], "vehicle": [3.0, 2.0, 2.0]}, "vehicle",
+                         subjects={"drug": ["c", "a", "b"], "vehicle": ["b", "c", "a"]})
+    # pairs: a 4-2, b 6-3, c 3-2 -> differences 2, 3, 1
+    assert out.loc[0, "statistic"] == pytest.approx(3.4641, abs=1e-4) and out.loc[0, "n_pairs"] == 3
+    with pytest.raises(StatsError, match="exactly two conditions"):
+        compare_groups({"a": [1, 2], "b": [1, 2], "c": [1, 2]}, "a", subjects={"a": [1, 2], "b": [1, 2], "c": [1, 2]})
+
+
+def test_crossover_study_renders_the_same_animals_in_every_group(tmp_path):
+    from painface.synthetic.study import StudyError, load_generate_spec, session_specs
+
+    path = tmp_path / "x.yaml"
+    doc = {"name": "x", "generate": {"crossover": True, "pre_min": 0, "post_min": 1, "groups": {
+        "vehicle": {"n": 3, "females": 3, "timeline": [[0, 0.1]]}, "cgrp": {"n": 3, "females": 3, "timeline": [[0, 0.5]]}}}}
+    path.write_text(yaml.safe_dump(doc))
+    sessions = session_specs(load_generate_spec(path)[1])
+    assert len(sessions) == 6 and {s.phase for s in sessions} == {"post"}   # pre_min 0: no pre recording
+    by = {(s.treatment, s.mouse.mouse_id): s for s in sessions}
+    for m in ("m01", "m02", "m03"):
+        assert by[("vehicle", m)].mouse == by[("cgrp", m)].mouse            # one individual, both conditions
+        assert by[("vehicle", m)].session_id != by[("cgrp", m)].session_id
+        assert by[("vehicle", m)].seed != by[("cgrp", m)].seed
+    doc["generate"]["groups"]["cgrp"]["n"] = 4
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(StudyError, match="crossover: every group must have the same n"):
+        load_generate_spec(path)

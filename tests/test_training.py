@@ -143,6 +143,9 @@ def test_unknown_names_and_typos_exit_nonzero_with_one_line(store, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--nn" in r.stderr, r.stderr
     r = _cli([*_cli_overrides(store), "+data.bach_size=3"], tmp_path)
     assert r.returncode == 1 and "error: config key 'data.bach_size'" in r.stderr
+    # the paper's recipe on a lab store that is not there yet: the one "no crop store" line
+    r = _cli(["experiment=paper", "data=balbc", f"data.store={tmp_path}/nowhere", f"paths.output_dir={tmp_path}"], tmp_path)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: data.store: no crop store at"), r.stderr
 
 
 @pytest.mark.slow

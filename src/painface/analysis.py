@@ -41,6 +41,9 @@ class AnalysisSpec:
     windows: dict = field(default_factory=lambda: {"pre": [-10, 0], "post": [0, 30]})
     summary_window: str = "post"
     title: str = ""
+    #: crossover design: every animal received every treatment, so conditions are compared
+    #: within animals (paired t-test), as in the paper's CGRP experiment
+    paired: bool = False
 
 
 def load_analysis_spec(path: str | Path, time_scale: float = 1.0) -> tuple[str, AnalysisSpec, dict]:
@@ -56,6 +59,11 @@ def load_analysis_spec(path: str | Path, time_scale: float = 1.0) -> tuple[str, 
         if key not in known:
             raise StudyAnalysisError(f"{path}: analysis: unknown key '{key}' (known: {', '.join(sorted(known))})")
     spec = AnalysisSpec(**raw)
+    for wname, w in spec.windows.items():
+        if not (isinstance(w, (list, tuple)) and len(w) == 2 and all(isinstance(x, (int, float)) for x in w)):
+            raise StudyAnalysisError(f"{path}: analysis.windows.{wname}: expected [start, end] in minutes, got {w!r}")
+        if w[1] <= w[0]:
+            raise StudyAnalysisError(f"{path}: analysis.windows.{wname}: [{w[0]:g}, {w[1]:g}] is empty (start must be < end)")
     spec.windows = {k: [v[0] * time_scale, v[1] * time_scale] for k, v in spec.windows.items()}
     if spec.summary_window not in spec.windows:
         raise StudyAnalysisError(f"{path}: analysis.summary_window '{spec.summary_window}' is not one of the windows")
@@ -90,6 +98,12 @@ def window_average(per_minute: pd.DataFrame, window, group_column: str) -> pd.Da
     return (w.groupby(["mouse_id", group_column])["pain_probability"].mean().rename("pain_probability").reset_index())
 
 
+def window_statistics(per_animal: pd.DataFrame, col: str, order: list, spec: AnalysisSpec) -> pd.DataFrame:
+    groups = {g: per_animal.loc[per_animal[col] == g, "pain_probability"].to_numpy() for g in order}
+    subjects = ({g: per_animal.loc[per_animal[col] == g, "mouse_id"].tolist() for g in order} if spec.paired else None)
+    return compare_groups(groups, spec.control, subjects)
+
+
 def analyze_study(study_file: str | Path, predictions: str | Path, store: str | Path, out: str | Path,
                   time_scale: float = 1.0) -> Path:
     """Write per-minute and per-animal tables, statistics, figures and report.html."""
@@ -104,15 +118,25 @@ def analyze_study(study_file: str | Path, predictions: str | Path, store: str | 
     for g in order + [spec.control]:
         if g not in present:
             raise StudyAnalysisError(f"{study_file}: group '{g}' not found in column '{col}' (have {sorted(present)})")
-    per_animal = window_average(per_minute, spec.windows[spec.summary_window], col)
-    groups = {g: per_animal.loc[per_animal[col] == g, "pain_probability"].to_numpy() for g in order}
-    stats_table = compare_groups(groups, spec.control)
+    # every window is tested (Fig. 1A: the pre window shows no difference; Fig. 1C: post)
+    by_window = {}
+    for wname, window in spec.windows.items():
+        avg = window_average(per_minute, window, col)
+        if avg.empty:
+            raise StudyAnalysisError(f"{study_file}: analysis.windows.{wname}: no minutes of the recordings fall in {window}")
+        by_window[wname] = (avg, window_statistics(avg, col, order, spec))
+    per_animal, stats_table = by_window[spec.summary_window]
+    all_stats = pd.concat([t.assign(window=w, window_min=str(spec.windows[w])) for w, (_, t) in by_window.items()],
+                          ignore_index=True)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(per_minute, out / "per_minute.csv")
+    _write_csv(pd.concat([a.assign(window=w) for w, (a, _) in by_window.items()], ignore_index=True),
+               out / "per_animal_windows.csv")
     _write_csv(per_animal, out / "per_animal.csv")
     _write_csv(stats_table, out / "statistics.csv")
+    _write_csv(all_stats, out / "statistics_windows.csv")
     from painface import report
 
     figs = {
@@ -127,8 +151,8 @@ def analyze_study(study_file: str | Path, predictions: str | Path, store: str | 
                   "store": str(Path(store).resolve()), "store id": smeta.get("store_id", "?"),
                   "store schema version": smeta.get("schema_version"), "time scale": time_scale}
     hparams = json.loads(pmeta.get("hparams", "{}"))
-    methods = report.methods_paragraph(spec, hparams, doc.get("generate"), stats_table, len(per_animal))
-    report.write_report(out / "report.html", name, doc.get("description", ""), figs, stats_table, per_animal, provenance,
+    methods = report.methods_paragraph(spec, hparams, doc.get("generate"), stats_table, per_animal["mouse_id"].nunique())
+    report.write_report(out / "report.html", name, doc.get("description", ""), figs, all_stats, per_animal, provenance,
                         methods, per_minute)
     return out / "report.html"
 

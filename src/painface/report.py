@@ -116,8 +116,11 @@ def methods_paragraph(spec, hparams: dict, generate: dict | None, stats_table: p
         data = (f" Recordings were synthetic ({generate.get('width')}x{generate.get('height')} pixels, "
                 f"{generate.get('fps')} fps, {generate.get('cameras')} cameras 90 degrees apart) with a planted "
                 "facial pain expression (painface.synthetic).")
-    tests = ("an unpaired two-tailed t-test" if test == "unpaired t-test"
-             else "one-way ANOVA followed by Dunnett's test against the control group")
+    tests = {"unpaired t-test": "an unpaired two-tailed t-test",
+             "paired t-test": "a two-tailed paired t-test within animals (crossover design)",
+             "Dunnett": "one-way ANOVA followed by Dunnett's test against the control group"}.get(test)
+    if tests is None:
+        raise ValueError(f"methods text: no description of the test '{test}'")
     return (f"Face crops were taken where DeepLabCut found the nose and at least one eye with likelihood >= 0.9 "
             f"(Kobayashi et al. 2025, rules i-iii) and classified by {arch} on {net.get('input_size', '?')}-pixel "
             f"inputs, giving p(pain) per crop. Where both cameras saw the face, the class probabilities were summed over "

@@ -23,10 +23,17 @@ def _check(groups: dict[str, np.ndarray], need: int = 2):
             raise StatsError(f"group '{name}' has {np.isfinite(v).sum()} animal(s); the test needs at least {need}")
 
 
-def compare_groups(groups: dict[str, np.ndarray], control: str) -> pd.DataFrame:
-    """Each group against the control: t-test for two groups, ANOVA + Dunnett for more."""
+def compare_groups(groups: dict[str, np.ndarray], control: str, subjects: dict[str, list] | None = None) -> pd.DataFrame:
+    """Each group against the control: t-test for two groups, ANOVA + Dunnett for more.
+
+    ``subjects`` (a crossover design, each animal in every group): the animal of each
+    value; the two groups are then compared with a paired t-test over the animals that
+    have both values.
+    """
     if control not in groups:
         raise StatsError(f"control group '{control}' not among {list(groups)}")
+    if subjects is not None:
+        return _paired(groups, control, subjects)
     _check(groups)
     clean = {k: np.asarray(v, float)[np.isfinite(v)] for k, v in groups.items()}
     others = [g for g in clean if g != control]
@@ -48,6 +55,23 @@ def compare_groups(groups: dict[str, np.ndarray], control: str) -> pd.DataFrame:
     out["control_mean"] = clean[control].mean()
     out["stars"] = out["p"].map(stars)
     return out
+
+
+def _paired(groups: dict[str, np.ndarray], control: str, subjects: dict[str, list]) -> pd.DataFrame:
+    if len(groups) != 2:
+        raise StatsError(f"a paired (crossover) comparison needs exactly two conditions, got {len(groups)}: {list(groups)}")
+    other = next(g for g in groups if g != control)
+    series = {g: pd.Series(np.asarray(groups[g], float), index=list(subjects[g])) for g in (other, control)}
+    for g, v in series.items():
+        if v.index.duplicated().any():
+            raise StatsError(f"condition '{g}': animal {v.index[v.index.duplicated()][0]} appears twice")
+    both = pd.concat(series, axis=1).dropna()
+    if len(both) < 2:
+        raise StatsError(f"a paired t-test needs at least 2 animals with both conditions, got {len(both)}")
+    t = stats.ttest_rel(both[other], both[control])
+    return pd.DataFrame([{"group": other, "control": control, "test": "paired t-test", "statistic": t.statistic,
+                          "p": t.pvalue, "n_pairs": len(both), "mean": both[other].mean(), "sem": stats.sem(both[other]),
+                          "control_mean": both[control].mean(), "stars": stars(t.pvalue)}])
 
 
 def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series, yates: bool = False,

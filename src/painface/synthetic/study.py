@@ -48,6 +48,9 @@ class GenerateSpec:
     signal: float = 1.0
     au_weights: dict = field(default_factory=lambda: {au: 1.0 for au in ACTION_UNITS})
     groups: dict = field(default_factory=dict)
+    #: crossover: the same animals receive every group's treatment, in random order, days
+    #: apart (the paper's CGRP experiment); every group then needs the same n and females
+    crossover: bool = False
 
 
 def _build(cls, data: dict, where: str):
@@ -75,6 +78,8 @@ def load_generate_spec(path: str | Path, **overrides) -> tuple[str, GenerateSpec
             raise StudyError(f"{path}: generate.au_weights: unknown action unit '{au}' (known: {', '.join(ACTION_UNITS)})")
     if not spec.groups:
         raise StudyError(f"{path}: generate.groups is empty")
+    if spec.crossover and len({(g.n, g.females) for g in spec.groups.values()}) > 1:
+        raise StudyError(f"{path}: generate.crossover: every group must have the same n and females (the same animals)")
     return doc.get("name", path.stem), spec
 
 
@@ -89,15 +94,20 @@ def session_specs(spec: GenerateSpec, mice_per_group: int | None = None, time_sc
         n = min(g.n, mice_per_group) if mice_per_group else g.n
         females = min(g.females, n) if not mice_per_group else int(round(g.females * n / max(g.n, 1)))
         for i in range(n):
-            mouse_id = f"{group}_m{i + 1:02d}"
-            seed_seq = np.random.SeedSequence([spec.seed, g_index, i])
-            rng = np.random.default_rng(seed_seq)
+            mouse_id = f"m{i + 1:02d}" if spec.crossover else f"{group}_m{i + 1:02d}"
+            # crossover: one individual (face, coat, sensitivity) across the groups, its own sessions per group
+            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0 if spec.crossover else g_index, i]))
             sex = "female" if i >= n - females else "male"
             mouse = make_mouse(mouse_id, sex, g.strain or spec.strain, rng)
             sensitivity = float(rng.uniform(0.85, 1.15))
+            if spec.crossover:
+                rng = np.random.default_rng(np.random.SeedSequence([spec.seed, g_index, i, 1]))
+            prefix = f"{group}_{mouse_id}" if spec.crossover else mouse_id
             for phase, minutes in (("pre", spec.pre_min * time_scale), ("post", spec.post_min * time_scale)):
+                if minutes <= 0:  # e.g. a pretreatment study filmed only after the injection
+                    continue
                 out.append(SessionSpec(
-                    session_id=f"{mouse_id}_{phase}", mouse=mouse, phase=phase, treatment=group,
+                    session_id=f"{prefix}_{phase}", mouse=mouse, phase=phase, treatment=group,
                     seconds=minutes * 60.0, fps=spec.fps, width=spec.width, height=spec.height,
                     cameras=spec.cameras, timeline=[(k[0] * time_scale, k[1]) for k in g.timeline], zero_fraction=spec.zero_fraction,
                     signal=spec.signal, au_weights=weights, sensitivity=sensitivity,
