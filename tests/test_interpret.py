@@ -239,6 +239,61 @@ def test_mgs_sheet_errors(tmp_path):
         read_sheet(tmp_path / "s.csv")
 
 
+def test_sharpness_is_stored_and_blurred_crops_can_be_left_out(store, tmp_path):
+    import cv2
+
+    from painface.crops import sharpness
+    from painface.store import read_index
+
+    # by hand: a 3x3 image with one bright pixel; the Laplacian (4-neighbour kernel, borders
+    # reflected about the edge pixel, so an edge pixel sees the centre twice) is -4*255 at
+    # the centre, 2*255 at its 4 neighbours and 0 at the corners
+    img = np.zeros((3, 3), np.uint8)
+    img[1, 1] = 255
+    lap = np.array([0, 510, 0, 510, -1020, 510, 0, 510, 0], float)
+    assert sharpness(img) == pytest.approx(lap.var())
+    flat = np.full((32, 32, 3), 90, np.uint8)
+    assert sharpness(flat) == 0.0
+    idx = read_index(store)
+    assert idx["sharpness"].notna().all() and (idx["sharpness"] >= 0).all()
+    # the stored value is the stored crop's
+    from painface.store import CropReader
+
+    r = idx.iloc[0]
+    crop = CropReader(store).read(r["image"], r["offset"], r["nbytes"])
+    assert r["sharpness"] == pytest.approx(sharpness(crop), rel=0.05)  # JPEG round trip
+    cut = float(idx["sharpness"].median())
+    kit = sample(store, tmp_path / "kit", n=10_000, min_sharpness=cut)
+    key = pd.read_csv(kit / "KEY_do_not_open_until_scored.csv")
+    assert len(key) == int((idx["sharpness"] >= cut).sum())
+    with pytest.raises(SheetError, match="no crop has sharpness >= 1e\\+09"):
+        sample(store, tmp_path / "kit2", min_sharpness=1e9)
+    from painface.data import PainFaceDataModule
+
+    dm = PainFaceDataModule(str(store), n_folds=2, num_workers=0, min_sharpness=cut)
+    dm.setup()
+    assert (dm.index["sharpness"] >= cut).all() and len(dm.index) < len(idx)
+
+
+def test_mgs_excluded_images_are_left_out_of_the_comparison(store, tmp_path):
+    kit = sample(store, tmp_path / "kit", n=6, seed=2)
+    sheet = pd.read_csv(kit / "scoring_sheet.csv")
+    assert "exclude" in sheet.columns
+    key = pd.read_csv(kit / "KEY_do_not_open_until_scored.csv").set_index("image")
+    for u in MGS_UNITS:
+        sheet[u] = [2 if key.loc[i, "label"] == "pain" else 0 for i in sheet["image"]]
+    sheet["exclude"] = ""
+    sheet.loc[0, "exclude"] = "blurry"
+    sheet.loc[0, list(MGS_UNITS)] = None           # an excluded image needs no scores
+    sheet.to_csv(kit / "filled.csv", index=False)
+    result = compare(kit / "filled.csv", kit / "KEY_do_not_open_until_scored.csv", tmp_path / "cmp")
+    assert result["n"] == 5 and result["n_excluded"] == 1
+    sheet["exclude"] = "blurry"
+    sheet.to_csv(kit / "filled.csv", index=False)
+    with pytest.raises(SheetError, match="every image is marked excluded"):
+        compare(kit / "filled.csv", kit / "KEY_do_not_open_until_scored.csv", tmp_path / "cmp")
+
+
 def test_explain_cli_accepts_the_hydra_spelling(ckpt, store, tmp_path):
     from painface.cli import main
 

@@ -150,7 +150,7 @@ def _interpret(args):
 def _mgs_sample(args):
     from painface.mgs import KEY_FILE, sample
 
-    out = sample(args.store, args.out, n=args.n, seed=args.seed, query=args.query)
+    out = sample(args.store, args.out, n=args.n, seed=args.seed, query=args.query, min_sharpness=args.min_sharpness)
     print(f"blinded images and scoring sheet in {out}; keep {out / KEY_FILE} away from the scorer")
 
 
@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n", type=int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--query", default=None)
+    t.add_argument("--min-sharpness", type=float, default=None,
+                   help="leave out blurred crops: variance of the Laplacian below this (see the store's 'sharpness')")
     t.set_defaults(func=_mgs_sample)
     t = msub.add_parser("compare", help="un-blind a filled sheet; MGS vs weak labels and CNN")
     t.add_argument("sheet")

@@ -76,6 +76,7 @@ class DataConfig:
     n_folds: int = 4
     split_seed: int = 0
     test_fold: Optional[int] = None
+    min_sharpness: Optional[float] = None
     samples_per_epoch: int = 30000
     batch_size: int = 128
     num_workers: int = 2

@@ -68,3 +68,11 @@ def cut(frame: np.ndarray, box: tuple[int, int, int, int], pad_value: int = 0) -
     if (sx0, sy0, sx1, sy1) == (x0, y0, x1, y1):
         return patch
     return cv2.copyMakeBorder(patch, sy0 - y0, y1 - sy1, sx0 - x0, x1 - sx1, cv2.BORDER_CONSTANT, value=[pad_value] * 3)
+
+
+def sharpness(image: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image: low for blurred crops. The paper excluded
+    blurry images before MGS scoring; the store keeps this per crop so that a kit, training
+    or scoring can leave them out (``--min-sharpness``, ``data.min_sharpness``)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())

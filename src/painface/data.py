@@ -91,6 +91,7 @@ def mouse_folds(mice: list[str], n_folds: int, seed: int) -> list[list[str]]:
 class PainFaceDataModule(L.LightningDataModule):
     def __init__(self, store: str, name: str = "store", build: dict | None = None, strains=None, sessions=None,
                  phases=None, mice=None, fold: int = 0, n_folds: int = 4, split_seed: int = 0, test_fold: int | None = None,
+                 min_sharpness: float | None = None,
                  samples_per_epoch: int = 30000, batch_size: int = 128, num_workers: int = 2, pin_memory: bool = False,
                  rotation: float = 20.0, hflip: bool = True, input_size: int = 96, group_by=None,
                  persistent_workers: bool = True):
@@ -100,6 +101,7 @@ class PainFaceDataModule(L.LightningDataModule):
         self.store, self.name, self.build = Path(store), name, build
         self.filters = {"strain": strains, "session_id": sessions, "phase": phases, "mouse_id": mice}
         self.fold, self.n_folds, self.split_seed, self.test_fold = fold, n_folds, split_seed, test_fold
+        self.min_sharpness = min_sharpness
         self.samples_per_epoch, self.batch_size = samples_per_epoch, batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -126,6 +128,11 @@ class PainFaceDataModule(L.LightningDataModule):
             if allowed:
                 idx = idx[idx[col].isin(list(allowed))]
         idx = idx[idx["label"].isin(list(LABELS))]
+        if self.min_sharpness is not None:
+            if idx["sharpness"].isna().all():
+                raise DataError(f"data.min_sharpness: {self.store} has no sharpness values (extracted by an older "
+                                f"painface); re-extract it or drop the filter")
+            idx = idx[idx["sharpness"] >= self.min_sharpness]
         if idx.empty:
             raise DataError(f"{self.store}: no labelled crops match the selection {({k: v for k, v in self.filters.items() if v})}")
         return idx.reset_index(drop=True)

@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from painface import store as st
-from painface.crops import RULE_SKIP, crop_box, crop_rules, crop_size_for, cut
+from painface.crops import RULE_SKIP, crop_box, crop_rules, crop_size_for, cut, sharpness
 from painface.keypoints import FACE_POINTS, KeypointError, face_points, read_dlc
 from painface.manifest import read_manifest
 from painface.procs import worker_pool
@@ -97,7 +97,7 @@ def extract_video(row: dict, store_root: str | Path, cfg: ExtractConfig) -> dict
                     **meta, "crop_id": f"{row['session_id']}/{row['camera']}/{frame_no:07d}", "frame": frame_no,
                     "time_s": frame_no / fps - float(row["treatment_time_s"]), "fps": fps, "rule": rule[frame_no],
                     **{f"{p}_{c}": float(kp[p][frame_no, j]) for p in FACE_POINTS for j, c in enumerate(("x", "y", "likelihood"))},
-                    "box_x0": box[0], "box_y0": box[1], "box_size": size,
+                    "box_x0": box[0], "box_y0": box[1], "box_size": size, "sharpness": sharpness(crop),
                 })
             frame_no += 1
         cap.release()

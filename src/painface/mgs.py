@@ -29,11 +29,23 @@ class SheetError(ValueError):
     pass
 
 
-def sample(store, out, n: int = 1000, seed: int = 0, query: str | None = None) -> Path:
+def sample(store, out, n: int = 1000, seed: int = 0, query: str | None = None, min_sharpness: float | None = None) -> Path:
+    """A blind-scoring kit: ``n`` random crops under meaningless names, a sheet and the key.
+
+    ``min_sharpness``: leave out blurred crops first (the paper excluded blurry images
+    before scoring), by the store's per-crop variance of the Laplacian.
+    """
     try:
         idx = select_index(store, query)
     except StoreError as exc:
         raise SheetError(f"{exc}, nothing to sample") from None
+    if min_sharpness is not None:
+        if idx["sharpness"].isna().all():
+            raise SheetError(f"{store}: the store has no sharpness values (extracted by an older painface); "
+                             f"re-extract it to use --min-sharpness")
+        idx = idx[idx["sharpness"] >= min_sharpness]
+        if idx.empty:
+            raise SheetError(f"{store}: no crop has sharpness >= {min_sharpness:g}, nothing to sample")
     rng = np.random.default_rng(seed)
     pick = idx.iloc[rng.choice(len(idx), size=min(n, len(idx)), replace=False)].reset_index(drop=True)
     names = [f"mgs_{h}.png" for h in _blind_names(len(pick), rng)]
@@ -45,7 +57,7 @@ def sample(store, out, n: int = 1000, seed: int = 0, query: str | None = None) -
         cv2.imwrite(str(tmp), reader.read(r["image"], r["offset"], r["nbytes"]))
         os.replace(tmp, out / "images" / name)
     order = rng.permutation(len(names))  # the sheet's order reveals nothing about the source
-    sheet = pd.DataFrame({"image": [names[i] for i in order], **{u: "" for u in MGS_UNITS}})
+    sheet = pd.DataFrame({"image": [names[i] for i in order], **{u: "" for u in MGS_UNITS}, "exclude": ""})
     _csv(sheet, out / "scoring_sheet.csv")
     _csv(pd.DataFrame({"image": names, "crop_id": pick["crop_id"], "label": pick["label"]}), out / KEY_FILE)
     return out
@@ -59,7 +71,9 @@ def _blind_names(n, rng):
 
 
 def read_sheet(path) -> pd.DataFrame:
-    """Read a filled sheet; every unit of every image must be 0, 1 or 2."""
+    """Read a filled sheet; every unit of every image must be 0, 1 or 2, unless the image is
+    marked in the optional ``exclude`` column (any text, e.g. "blurry"): then its scores may
+    be empty and it is left out of the comparison, as the paper left out blurry images."""
     path = Path(path)
     try:
         sheet = pd.read_csv(path, dtype=str)
@@ -68,7 +82,10 @@ def read_sheet(path) -> pd.DataFrame:
     for col in ("image",) + MGS_UNITS:
         if col not in sheet.columns:
             raise SheetError(f"{path}: missing column '{col}'")
+    excluded = sheet["exclude"].fillna("").str.strip() != "" if "exclude" in sheet else pd.Series(False, index=sheet.index)
     for i, row in sheet.iterrows():
+        if excluded[i]:
+            continue
         for u in MGS_UNITS:
             v = row[u]
             if pd.isna(v) or str(v).strip() == "":
@@ -79,8 +96,11 @@ def read_sheet(path) -> pd.DataFrame:
                 ok = False
             if not ok:
                 raise SheetError(f"{path}: row {i + 2} ({row['image']}), column '{u}': score '{v}' is not 0, 1 or 2")
-    sheet[list(MGS_UNITS)] = sheet[list(MGS_UNITS)].astype(float).astype(int)
-    sheet["mgs_total"] = sheet[list(MGS_UNITS)].sum(axis=1)
+    sheet = sheet.assign(excluded=excluded)
+    scored = ~excluded
+    units = sheet.loc[scored, list(MGS_UNITS)].astype(float)
+    sheet[list(MGS_UNITS)] = units.reindex(sheet.index)
+    sheet["mgs_total"] = units.sum(axis=1).reindex(sheet.index)
     return sheet
 
 
@@ -90,8 +110,12 @@ def compare(sheet_path, key_path, out, predictions=None) -> dict:
     data = key.merge(sheet, on="image", how="inner")
     if len(data) != len(key):
         raise SheetError(f"{sheet_path}: {len(key) - len(data)} images of the key are not on the sheet")
+    n_excluded = int(data["excluded"].sum())
+    data = data[~data["excluded"]].reset_index(drop=True)
+    if data.empty:
+        raise SheetError(f"{sheet_path}: every image is marked excluded, nothing to compare")
     y = (data["label"] == "pain").astype(int)
-    result = {"n": int(len(data)),
+    result = {"n": int(len(data)), "n_excluded": n_excluded,
               "mgs_by_label": data.groupby("label")["mgs_total"].agg(["mean", "sem", "count"]).round(4).to_dict("index")}
     if y.nunique() == 2:
         result["auroc_mgs_vs_label"] = float(roc_auc_score(y, data["mgs_total"]))

@@ -38,6 +38,7 @@ INDEX_COLUMNS = (
     "right_eye_x", "right_eye_y", "right_eye_likelihood",
     "left_eye_x", "left_eye_y", "left_eye_likelihood",
     "box_x0", "box_y0", "box_size",
+    "sharpness",  # variance of the Laplacian of the stored crop; NaN in stores extracted before it existed
 )
 
 
@@ -167,6 +168,8 @@ def read_index(root: str | Path, verify: bool = True) -> pd.DataFrame:
         if not idx_path.is_file():
             raise StoreError(f"{part}: part has no index.parquet")
         idx = pd.read_parquet(idx_path)
+        if "sharpness" not in idx:  # parts written before the column existed: same schema otherwise
+            idx["sharpness"] = np.nan
         if verify and len(idx):
             blob = part / "crops.bin"
             if not blob.is_file():
