@@ -7,13 +7,23 @@ names the file or key, and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
 
 def _synth(args):
+    import yaml
+
     from painface.synthetic.study import generate_study
 
+    doc = yaml.safe_load(open(args.study)) if os.path.isfile(args.study) else {}
+    if isinstance(doc, dict) and "topview" in doc and "generate" not in doc:  # a locomotion study
+        from painface.synthetic.topview import generate_topview_study
+
+        overrides = {k: getattr(args, k) for k in ("fps", "width", "height", "seed", "minutes")}
+        print(f"animals: {generate_topview_study(args.study, args.out, **overrides)}")
+        return
     overrides = {k: getattr(args, k) for k in ("pre_min", "post_min", "fps", "width", "height", "cameras", "signal", "seed")}
     manifest = generate_study(args.study, args.out, workers=args.workers, mice_per_group=args.mice_per_group, **overrides)
     print(f"manifest: {manifest}")
@@ -185,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=None)
     s.add_argument("--cameras", type=int, default=None)
     s.add_argument("--signal", type=float, default=None, help="scale of the planted expression")
+    s.add_argument("--minutes", type=float, default=None, help="recording length of a top-view (locomotion) study")
     s.add_argument("--seed", type=int, default=None)
     s.set_defaults(func=_synth)
 
