@@ -23,16 +23,16 @@ PLANTED_REGIONS = {"orbital": ("eye",), "nose": ("nose",), "cheek": ("cheek",), 
                    "whisker": ("cheek",), "forehead": ("forehead",)}
 
 
-def planted_study(au: str, seed: int, mice: int = 12, minutes: float = 0.5) -> dict:
+def planted_study(au: str, seed: int, mice: int = 12, minutes: float = 0.5, fps: float = 6) -> dict:
     if au not in ACTION_UNITS:
         raise ValueError(f"unknown action unit '{au}' (known: {', '.join(ACTION_UNITS)})")
     return {"name": f"planted_{au}", "generate": {
-        "seed": seed, "fps": 10, "width": 640, "height": 360, "cameras": 2, "pre_min": minutes, "post_min": minutes,
+        "seed": seed, "fps": fps, "width": 640, "height": 360, "cameras": 2, "pre_min": minutes, "post_min": minutes,
         "zero_fraction": 0.0, "signal": 3.0, "au_weights": {a: float(a == au) for a in ACTION_UNITS},
         "groups": {"ac": {"n": mice, "females": mice // 4, "timeline": [[0, 0.9], [minutes, 0.9]]}}}}
 
 
-def planted_run(au: str, seed: int, work: str | Path, size: int = 128, epochs: int = 8, held_out: int = 3,
+def planted_run(au: str, seed: int, work: str | Path, size: int = 128, epochs: int = 6, held_out: int = 3,
                 samples_per_epoch: int = 1024, show_progress: bool = False) -> dict:
     """Render, extract, train and interpret one planted unit; returns the ranking on held-out mice."""
     from hydra import compose, initialize_config_dir
