@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from painface.cli import run_hydra_task
+    from painface.errors import run_hydra_task
     from painface.training import evaluate
 
     run_hydra_task(evaluate, cfg)

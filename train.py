@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from painface.cli import run_hydra_task
+    from painface.errors import run_hydra_task
     from painface.training import train
 
     metrics = run_hydra_task(train, cfg)

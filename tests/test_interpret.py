@@ -355,3 +355,23 @@ def test_stage_threshold_is_configurable():
     kp = ((48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0))
     assert not region_masks_from_keypoints(96, *kp, image=image)["stage"].any()       # default 28: not stage
     assert region_masks_from_keypoints(96, *kp, image=image, stage_max_grey=40)["stage"][80:].all()
+
+
+def test_tiny_and_truncated_images_are_refused_naming_them(ckpt, tmp_path, capsys):
+    import cv2
+
+    from painface.cli import main
+
+    for name, make in {
+        "tiny.png": lambda p: cv2.imwrite(str(p), np.full((1, 1, 3), 128, np.uint8)),
+        "cut.jpg": lambda p: p.write_bytes(cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (80, 80, 3), np.uint8))[1]
+                                          .tobytes()[:-200]),
+    }.items():
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        make(folder / name)
+        assert main(["score", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "p.parquet")]) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert len(err) == 1 and name in err[0], err
+        assert ("too small" in err[0]) if name == "tiny.png" else ("truncated" in err[0])
+    assert not (tmp_path / "p.parquet").exists()

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from painface.errors import PainfaceError
 
-class CallbackError(RuntimeError):
+
+class CallbackError(PainfaceError):
     pass
 
 

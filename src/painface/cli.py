@@ -11,6 +11,8 @@ import os
 import re
 import sys
 
+from painface import errors
+
 
 def _synth(args):
     import yaml
@@ -39,10 +41,10 @@ def _bodypart_map(pairs):
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--bodypart-map: expected FACEPOINT=BODYPART, got '{pair}'")
+            raise errors.PainfaceError(f"--bodypart-map: expected FACEPOINT=BODYPART, got '{pair}'")
         face, part = pair.split("=", 1)
         if face not in ("nose", "right_eye", "left_eye"):
-            raise ValueError(f"--bodypart-map: unknown face point '{face}' (nose, right_eye, left_eye)")
+            raise errors.PainfaceError(f"--bodypart-map: unknown face point '{face}' (nose, right_eye, left_eye)")
         out[face] = part
     return out
 
@@ -392,7 +394,7 @@ def main(argv=None) -> int:
     exit_on_sigterm()  # SIGTERM unwinds like Ctrl-C: workers are stopped, temporaries removed
     try:
         args.func(args)
-    except (ValueError, OSError, KeyError) as exc:
+    except errors.PainfaceError as exc:
         print(f"painface {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
@@ -402,15 +404,7 @@ def main(argv=None) -> int:
 
 
 
-def run_hydra_task(task, cfg):
-    """Run a Hydra task; a user error becomes one line on stderr and exit status 1."""
-    from painface.errors import USER_ERRORS
-
-    try:
-        return task(cfg)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+run_hydra_task = errors.run_hydra_task  # the scripts' old import path
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from painface.errors import PainfaceError
 
-class ConfigError(ValueError):
+
+class ConfigError(PainfaceError):
     pass
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from painface.errors import PainfaceError
 from painface.store import CropReader, StoreError, read_index
 
 LABELS = {"no_pain": 0, "pain": 1}
@@ -24,7 +25,7 @@ MEAN = np.array([0.5, 0.5, 0.5], np.float32)
 STD = np.array([0.25, 0.25, 0.25], np.float32)
 
 
-class DataError(ValueError):
+class DataError(PainfaceError):
     pass
 
 

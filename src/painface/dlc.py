@@ -26,11 +26,12 @@ from pathlib import Path
 import cv2
 import yaml
 
+from painface.errors import PainfaceError
 from painface.keypoints import KeypointError, read_dlc
 from painface.procs import subprocess_kwargs
 
 
-class DLCError(ValueError):
+class DLCError(PainfaceError):
     """A DeepLabCut project or run that cannot be used; the message names the file."""
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from painface.errors import PainfaceError
 from painface import store as st
 from painface.crops import RULE_SKIP, crop_box, crop_rules, crop_size_for, cut, sharpness
 from painface.keypoints import FACE_POINTS, KeypointError, face_points, read_dlc
@@ -26,7 +27,7 @@ from painface.manifest import read_manifest
 from painface.procs import worker_pool
 
 
-class VideoError(ValueError):
+class VideoError(PainfaceError):
     """A video that cannot be decoded; the message names the file."""
 
 

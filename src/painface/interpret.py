@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from painface.errors import PainfaceError
 from painface.callbacks import gradcam_maps, overlay, tensor_to_rgb01
 from painface.data import CropDataset
 from painface.models import load_classifier
@@ -30,7 +31,7 @@ from painface.scoring import is_pain
 from painface.store import StoreError, select_index
 
 
-class InterpretError(ValueError):
+class InterpretError(PainfaceError):
     pass
 
 

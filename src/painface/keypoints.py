@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from painface.errors import PainfaceError
+
 FACE_POINTS = ("nose", "right_eye", "left_eye")
 DLC_H5_KEY = "df_with_missing"
 
 
-class KeypointError(ValueError):
+class KeypointError(PainfaceError):
     """A DeepLabCut file that cannot be used; the message names the file."""
 
 

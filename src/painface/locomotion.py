@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from painface.errors import PainfaceError
 from painface.extract import open_video
 
 
@@ -29,7 +30,7 @@ def background(video: str | Path, n_samples: int = 40) -> np.ndarray:
             frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
     cap.release()
     if not frames:
-        raise ValueError(f"{video}: no decodable frames for the background")
+        raise LocomotionError(f"{video}: no decodable frames for the background")
     return np.median(np.stack(frames), axis=0).astype(np.uint8)
 
 
@@ -104,7 +105,7 @@ def locomotion_report(video: str | Path, out: str | Path, cm_per_pixel: float | 
     return path
 
 
-class LocomotionError(ValueError):
+class LocomotionError(PainfaceError):
     """A bad group table; the message names the file and the column or row."""
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from painface.errors import PainfaceError
+
 REQUIRED_COLUMNS = (
     "session_id",
     "mouse_id",
@@ -27,7 +29,7 @@ PHASES = ("pre", "post")
 LABELS = ("pain", "no_pain", "empty")
 
 
-class ManifestError(ValueError):
+class ManifestError(PainfaceError):
     """A manifest that cannot be used; the message names the file, row and column."""
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from painface.errors import PainfaceError
 from painface.scoring import is_pain
 from painface.store import CropReader, StoreError, select_index
 
@@ -25,7 +26,7 @@ MGS_UNITS = ("orbital_tightening", "nose_bulge", "cheek_bulge", "ear_position", 
 KEY_FILE = "KEY_do_not_open_until_scored.csv"
 
 
-class SheetError(ValueError):
+class SheetError(PainfaceError):
     pass
 
 

@@ -16,8 +16,10 @@ import torchmetrics
 from torch import nn
 from torchmetrics import classification as C
 
+from painface.errors import PainfaceError
 
-class ModelError(ValueError):
+
+class ModelError(PainfaceError):
     pass
 
 

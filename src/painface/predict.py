@@ -13,12 +13,14 @@ import os
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from painface.errors import PainfaceError
 from painface.data import CropDataset, augment_and_resize, to_tensor
 from painface.models import load_classifier
 from painface.scoring import apply_temperature
@@ -27,9 +29,11 @@ from painface.store import StoreError, check_version, select_index
 PRED_COLUMNS = ("crop_id", "session_id", "mouse_id", "treatment", "phase", "camera", "frame", "time_s", "label",
                 "p_pain", "p_no_pain")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: below this, an image cannot show the features the network was trained on
+MIN_IMAGE_PX = 16
 
 
-class PredictionError(ValueError):
+class PredictionError(PainfaceError):
     pass
 
 
@@ -56,10 +60,19 @@ class FolderDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        img = cv2.imread(str(self.files[i]), cv2.IMREAD_COLOR)
+        path = self.files[i]
+        data = path.read_bytes()
+        # OpenCV decodes a truncated file as a partly grey image without a word: check the end marker
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
         if img is None:
-            raise PredictionError(f"{self.files[i]}: corrupt or unreadable image")
+            raise PredictionError(f"{path}: corrupt or unreadable image")
+        ends = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND"}.get(path.suffix.lower())
+        if ends and ends not in data[-16:]:
+            raise PredictionError(f"{path}: truncated image (no end-of-image marker)")
         h, w = img.shape[:2]
+        if min(h, w) < MIN_IMAGE_PX:
+            raise PredictionError(f"{path}: {w}x{h} pixels is too small to hold a face (need at least "
+                                  f"{MIN_IMAGE_PX} px on each side)")
         s = min(h, w)  # centre square, as the face crops are square
         img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
         return {"image": to_tensor(augment_and_resize(img, self.size, None)), "label": -1,

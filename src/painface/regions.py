@@ -19,6 +19,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from painface.errors import PainfaceError
+
+class RegionError(PainfaceError):
+    """A bad region annotation file."""
+
+
 #: Exclusive by priority, most specific first; "others" is whatever is left.
 AUTO_REGIONS = ("eye", "nose", "mouth", "cheek", "ear_base", "ear_top", "above_ear", "forehead", "head", "stage",
                 "underbody")
@@ -137,14 +143,14 @@ def masks_from_annotation(path: str | Path, size: int) -> dict[str, dict[str, np
     try:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable region annotation ({exc})") from None
+        raise RegionError(f"{path}: unreadable region annotation ({exc})") from None
     out = {}
     for crop_id, shapes in doc.items():
         masks = {}
         for shape in shapes:
             label = shape.get("label")
             if label not in PAPER_REGIONS:
-                raise ValueError(f"{path}: crop {crop_id}: unknown region '{label}' (use {', '.join(PAPER_REGIONS)})")
+                raise RegionError(f"{path}: crop {crop_id}: unknown region '{label}' (use {', '.join(PAPER_REGIONS)})")
             m = masks.setdefault(label, np.zeros((size, size), np.uint8))
             cv2.fillPoly(m, [np.round(np.asarray(shape["points"], float)).astype(np.int32)], 1)
         out[crop_id] = {k: v.astype(bool) for k, v in masks.items()}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from painface.errors import PainfaceError
 from painface.extract import open_video
 from painface.predict import read_predictions
 from painface.store import read_index
@@ -23,7 +24,7 @@ def render_annotated(video: str | Path, store: str | Path, predictions: str | Pa
     idx = read_index(store, verify=False)
     idx = idx[(idx.session_id == session_id) & (idx.camera == camera)].set_index("frame")
     if idx.empty:
-        raise ValueError(f"{store}: no crops for session '{session_id}', camera '{camera}'")
+        raise PainfaceError(f"{store}: no crops for session '{session_id}', camera '{camera}'")
     pred, _ = read_predictions(predictions, store)
     pred = pred[(pred.session_id == session_id) & (pred.camera == camera)].set_index("frame")["p_pain"]
     cap, n, fps, (w, h) = open_video(video)

@@ -13,6 +13,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from painface.errors import PainfaceError
+
+
+class ScoringError(PainfaceError):
+    """A bad scoring setting (e.g. a temperature)."""
+
 
 def is_pain(p_pain) -> np.ndarray:
     """The paper's decision for one image: the larger class wins; a tie (p = 0.5) is no pain."""
@@ -93,7 +99,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 def apply_temperature(p_pain: np.ndarray, temperature: float) -> np.ndarray:
     """Rescale p(pain) by a fitted temperature: sigmoid(logit(p) / T)."""
     if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+        raise ScoringError(f"temperature must be positive, got {temperature}")
     p = np.clip(np.asarray(p_pain, float), 1e-7, 1 - 1e-7)
     return 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
 

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from painface.errors import PainfaceError
 
-class StatsError(ValueError):
+
+class StatsError(PainfaceError):
     pass
 
 

@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from painface.errors import PainfaceError
+
 SCHEMA_VERSION = 1
 STORE_FILE = "store.json"
 PARTS = "parts"
@@ -42,7 +44,7 @@ INDEX_COLUMNS = (
 )
 
 
-class StoreError(ValueError):
+class StoreError(PainfaceError):
     """A store that cannot be used; the message names the folder and the cause."""
 
 
@@ -167,7 +169,11 @@ def read_index(root: str | Path, verify: bool = True) -> pd.DataFrame:
         idx_path = part / "index.parquet"
         if not idx_path.is_file():
             raise StoreError(f"{part}: part has no index.parquet")
-        idx = pd.read_parquet(idx_path)
+        try:
+            idx = pd.read_parquet(idx_path)
+        except Exception as exc:  # pyarrow raises several kinds for a damaged file
+            raise StoreError(f"{idx_path}: unreadable index ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                             f"delete the part folder and re-run the extraction") from None
         if "sharpness" not in idx:  # parts written before the column existed: same schema otherwise
             idx["sharpness"] = np.nan
         if verify and len(idx):

@@ -7,7 +7,7 @@ from pathlib import Path
 from painface.analysis import analyze_study
 from painface.extract import ExtractConfig, extract
 from painface.predict import score
-from painface.synthetic.study import generate_study
+from painface.synthetic.study import StudyError, generate_study
 
 
 def run_study(study_file: str | Path, ckpt_path: str | Path, out: str | Path, workers: int = 2,
@@ -18,6 +18,6 @@ def run_study(study_file: str | Path, ckpt_path: str | Path, out: str | Path, wo
                               show_progress=show_progress, time_scale=time_scale, **overrides)
     _, errors = extract(manifest, out / "store", ExtractConfig(crop_size=crop_size, workers=workers), show_progress=show_progress)
     if errors:
-        raise ValueError("extraction failed: " + "; ".join(errors))
+        raise StudyError("extraction failed: " + "; ".join(errors))
     score(ckpt_path, store=out / "store", out=out / "predictions.parquet")
     return analyze_study(study_file, out / "predictions.parquet", out / "store", out / "results", time_scale=time_scale)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from painface.errors import PainfaceError
 from painface.synthetic.render import ACTION_UNITS
 
 #: The facial regions each action unit changes (the renderer's geometry, regions.py's names).
@@ -25,7 +26,7 @@ PLANTED_REGIONS = {"orbital": ("eye",), "nose": ("nose",), "cheek": ("cheek",), 
 
 def planted_study(au: str, seed: int, mice: int = 12, minutes: float = 0.5, fps: float = 6) -> dict:
     if au not in ACTION_UNITS:
-        raise ValueError(f"unknown action unit '{au}' (known: {', '.join(ACTION_UNITS)})")
+        raise PainfaceError(f"unknown action unit '{au}' (known: {', '.join(ACTION_UNITS)})")
     return {"name": f"planted_{au}", "generate": {
         "seed": seed, "fps": fps, "width": 640, "height": 360, "cameras": 2, "pre_min": minutes, "post_min": minutes,
         "zero_fraction": 0.0, "signal": 3.0, "au_weights": {a: float(a == au) for a in ACTION_UNITS},

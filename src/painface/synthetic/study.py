@@ -15,13 +15,14 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from painface.errors import PainfaceError
 from painface.manifest import write_manifest
 from painface.procs import worker_pool
 from painface.synthetic.recording import DLC_SCORER, SessionSpec, make_mouse, render_session
 from painface.synthetic.render import ACTION_UNITS
 
 
-class StudyError(ValueError):
+class StudyError(PainfaceError):
     pass
 
 

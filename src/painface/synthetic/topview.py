@@ -32,8 +32,10 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
+from painface.errors import PainfaceError
 
-class TopviewError(ValueError):
+
+class TopviewError(PainfaceError):
     pass
 
 
