@@ -46,10 +46,11 @@ def test_multi_animal_layout_and_writer_round_trip(tmp_path):
     np.testing.assert_allclose(face_points(read_dlc(csv))["nose"], pts["nose"])
     cols = pd.MultiIndex.from_product([["sc"], ["mouse1", "mouse2"], ["nose", "right_eye", "left_eye"], ["x", "y", "likelihood"]],
                                       names=["scorer", "individuals", "bodyparts", "coords"])
-    wide = pd.DataFrame(np.arange(2 * 18, dtype=float).reshape(2, 18), columns=cols)
+    # values 0.00 .. 0.35: likelihoods must lie in [0, 1]
+    wide = pd.DataFrame(np.arange(2 * 18, dtype=float).reshape(2, 18) / 100, columns=cols)
     wide.to_hdf(tmp_path / "ma.h5", key="df_with_missing", mode="w")
     got = face_points(read_dlc(tmp_path / "ma.h5", individual="mouse2"))
-    np.testing.assert_allclose(got["nose"][0], [9.0, 10.0, 11.0])
+    np.testing.assert_allclose(got["nose"][0], [0.09, 0.10, 0.11])
 
 
 def test_bad_dlc_files_name_the_file(tmp_path):

@@ -369,21 +369,34 @@ def build_parser() -> argparse.ArgumentParser:
 _OVERRIDE = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)=(.*)$")
 
 
-def hydra_style(argv: list[str]) -> list[str]:
+def hydra_style(argv: list[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
     """Accept the Hydra spelling the training scripts use: ``ckpt_path=X data.store=Y n=5``.
 
     ``key=value`` becomes ``--key value`` (underscores to dashes; a ``data.`` prefix is
-    dropped, since these commands take the store directly).
+    dropped, since these commands take the store directly) only where ``--key`` is an
+    option of the chosen command: values such as ``nose=snout`` or ``phase=='post'``
+    pass through untouched.
     """
+    options = _options_of(parser or build_parser(), argv)
     out = []
     for token in argv:
         m = _OVERRIDE.match(token)
-        if m:
-            key = m.group(1).removeprefix("data.").replace("_", "-").replace(".", "-")
-            out += [f"--{key}", m.group(2)]
+        key = m and "--" + m.group(1).removeprefix("data.").replace("_", "-").replace(".", "-")
+        if m and key in options:
+            out += [key, m.group(2)]
         else:
             out.append(token)
     return out
+
+
+def _options_of(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The option strings of the (sub-)command that ``argv`` selects."""
+    for token in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or token not in subs[0].choices:
+            break
+        parser = subs[0].choices[token]
+    return set(parser._option_string_actions)
 
 
 def main(argv=None) -> int:

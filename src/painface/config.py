@@ -140,7 +140,23 @@ def validate(cfg: DictConfig) -> DictConfig:
             if node is not None:
                 _check_target_kwargs(node, f"{group}.{cb_name}")
     _check_target_kwargs(merged.trainer, "trainer")
+    _check_ranges(merged)
     return merged
+
+
+def _check_ranges(cfg) -> None:
+    """Values the schema's types allow but the task cannot use."""
+    d = cfg.data
+    for key, value, low in (("data.samples_per_epoch", d.samples_per_epoch, 1), ("data.batch_size", d.batch_size, 1),
+                            ("data.num_workers", d.num_workers, 0),
+                            # the paper CNN halves the map six times
+                            ("model.net.input_size", cfg.model.net.input_size, 64 if cfg.model.net.name == "paper" else 32)):
+        if value < low:
+            raise ConfigError(f"config key '{key}': must be >= {low}, got {value}")
+    if d.n_folds < 0:
+        raise ConfigError(f"config key 'data.n_folds': must be >= 0 (0 = leave-one-mouse-out), got {d.n_folds}")
+    if d.min_sharpness is not None and d.min_sharpness < 0:
+        raise ConfigError(f"config key 'data.min_sharpness': must be >= 0, got {d.min_sharpness}")
 
 
 def _check_target_kwargs(node, where: str) -> None:

@@ -31,6 +31,10 @@ class VideoError(PainfaceError):
     """A video that cannot be decoded; the message names the file."""
 
 
+class ExtractError(PainfaceError):
+    """A bad extraction setting; the message names the option."""
+
+
 @dataclass
 class ExtractConfig:
     crop_size: int = 128           # stored crop resolution (pixels)
@@ -41,6 +45,19 @@ class ExtractConfig:
     jpeg_quality: int = 92
     workers: int = 1
     bodypart_map: dict = field(default_factory=dict)  # e.g. {"nose": "snout"}
+
+    def __post_init__(self):
+        # checked before anything is written: a bad value must never reach store.json
+        for name, low in (("crop_size", 8), ("crop_px", 8), ("reference_rows", 1), ("workers", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ExtractError(f"--{name.replace('_', '-')}: must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ExtractError(f"--threshold: a likelihood threshold must be in [0, 1], got {self.threshold!r}")
+        if self.image_format not in ("jpg", "png"):
+            raise ExtractError(f"image format '{self.image_format}' unknown (jpg or png)")
+        if not 1 <= int(self.jpeg_quality) <= 100:
+            raise ExtractError(f"--jpeg-quality: must be in 1..100, got {self.jpeg_quality!r}")
 
 
 def open_video(path: str | Path) -> tuple[cv2.VideoCapture, int, float, tuple[int, int]]:
@@ -143,6 +160,11 @@ def extract(manifest: str | Path, store_root: str | Path, cfg: ExtractConfig | N
     """
     cfg = cfg or ExtractConfig()
     rows = read_manifest(manifest).to_dict("records")
+    with st.writer_lock(store_root):
+        return _extract_locked(rows, store_root, cfg, show_progress)
+
+
+def _extract_locked(rows, store_root, cfg: ExtractConfig, show_progress: bool):
     root = st.create_store(store_root, cfg.crop_size, cfg.image_format, cfg.jpeg_quality)
     meta = st.store_meta(root)
     if meta.get("crop_size") != cfg.crop_size:

@@ -91,6 +91,8 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 
 def explain(ckpt_path, out, store=None, images=None, n: int = 100, method: str = "gradcam", query=None, seed: int = 0,
             show_progress: bool = True) -> Path:
+    if n < 1:
+        raise InterpretError(f"--n: explain at least one image, got {n}")
     model = load_for_explain(ckpt_path)
     ds, meta = select(store, images, n, query, seed, model.input_size)
     maps, probs, rgbs, feats = run_gradcam(model, ds, method, show_progress=show_progress)

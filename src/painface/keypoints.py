@@ -110,6 +110,14 @@ def face_points(tidy: pd.DataFrame, bodypart_map: dict[str, str] | None = None, 
         sub = tidy[tidy["bodypart"] == bp]
         arr = np.full((n, 3), np.nan)
         arr[sub["frame"].to_numpy(int)] = sub[["x", "y", "likelihood"]].to_numpy(float)
+        like = arr[:, 2]
+        bad = np.flatnonzero(np.isfinite(like) & ((like < 0) | (like > 1)))
+        if len(bad):
+            raise KeypointError(f"{source}: body part '{bp}', frame {bad[0]}: likelihood {like[bad[0]]:g} is outside [0, 1]")
+        bad = np.flatnonzero((np.nan_to_num(like) > 0) & ~np.isfinite(arr[:, :2]).all(axis=1))
+        if len(bad):
+            raise KeypointError(f"{source}: body part '{bp}', frame {bad[0]}: coordinates are not finite "
+                                f"(x={arr[bad[0], 0]}, y={arr[bad[0], 1]}) at likelihood {like[bad[0]]:g}")
         out[point] = arr
     return out
 

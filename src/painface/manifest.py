@@ -6,6 +6,7 @@ here once. Paths in the manifest are resolved relative to the manifest's folder.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -69,9 +70,26 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest", root: Path | N
             raise ManifestError(f"{source}: row {line}, column 'label': unknown label '{row['label']}' (use one of {LABELS})")
         for col in ("fps", "treatment_time_s"):
             try:
-                float(row[col])
+                value = float(row[col])
             except (TypeError, ValueError):
                 raise ManifestError(f"{source}: row {line}, column '{col}': not a number ({row[col]!r})") from None
+            if not math.isfinite(value):
+                raise ManifestError(f"{source}: row {line}, column '{col}': must be a finite number, got {row[col]!r}")
+            if col == "fps" and value <= 0:
+                raise ManifestError(f"{source}: row {line}, column 'fps': must be > 0, got {row[col]!r}")
+    if df.empty:
+        raise ManifestError(f"{source}: the manifest has a header but no rows")
+    # two sessions whose names differ only in characters a file name cannot hold would share a store part
+    from painface.store import unit_name
+
+    units: dict[str, int] = {}
+    for i, (sid, cam) in enumerate(zip(df["session_id"], df["camera"])):
+        u = unit_name(str(sid), str(cam))
+        if u in units and (df.at[units[u], "session_id"], df.at[units[u], "camera"]) != (sid, cam):
+            j = units[u]
+            raise ManifestError(f"{source}: rows {j + 2} and {i + 2}: sessions '{df.at[j, 'session_id']}' and '{sid}' "
+                                f"(camera {cam}) map to the same store part '{u}'; rename one")
+        units.setdefault(u, i)
     dup = df.duplicated(["session_id", "camera"], keep="first")
     if dup.any():
         i = int(dup.idxmax())

@@ -256,10 +256,35 @@ def load_weights_into(model: PainClassifier, ckpt_path: str | Path) -> None:
         raise ModelError(f"{path}: checkpoint is of another architecture ({first.strip()})") from None
 
 
-def load_classifier(ckpt_path: str | Path, map_location="cpu") -> PainClassifier:
+def checkpoint_hparams(ckpt_path: str | Path) -> dict:
+    """The saved hyper-parameters of a painface checkpoint, checked to describe its network.
+
+    A file that is not a checkpoint, or one without the network settings (it would be
+    rebuilt with default sizes and give plausible but wrong probabilities), fails here.
+    """
     path = Path(ckpt_path)
     if not path.is_file():
         raise ModelError(f"ckpt_path: checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: empty file, not a checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle, zip and torch raise many kinds for a damaged file
+        raise ModelError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ModelError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    hp = ckpt.get("hyper_parameters") or {}
+    net = hp.get("net") or {}
+    missing = [k for k in ("name", "input_size") if k not in net]
+    if missing:
+        raise ModelError(f"{path}: the checkpoint does not record its network's {' and '.join(missing)} "
+                         f"(hyper_parameters.net); it cannot be rebuilt safely")
+    return hp
+
+
+def load_classifier(ckpt_path: str | Path, map_location="cpu") -> PainClassifier:
+    path = Path(ckpt_path)
+    checkpoint_hparams(path)
     try:
         return PainClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=False)
     except (RuntimeError, KeyError, TypeError) as exc:

@@ -97,7 +97,13 @@ def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Pat
     """
     if temperature == "auto":
         temperature = run_temperature(ckpt_path)
-    temperature = None if temperature is None else float(temperature)
+    if temperature is not None:
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            raise PredictionError(f"--temperature: expected a positive number or 'auto', got {temperature!r}") from None
+        if not temperature > 0:
+            raise PredictionError(f"--temperature: must be > 0, got {temperature!r}")
     model = load_classifier(ckpt_path)
     model.eval()
     if images is not None:

@@ -19,6 +19,7 @@ import mmap
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -46,6 +47,26 @@ INDEX_COLUMNS = (
 
 class StoreError(PainfaceError):
     """A store that cannot be used; the message names the folder and the cause."""
+
+
+@contextmanager
+def writer_lock(root: str | Path):
+    """One writer per store at a time: a second extraction into the same store fails at
+    once with one line, instead of racing the first (or deleting its work in progress)."""
+    from filelock import FileLock, Timeout
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / ".writer.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise StoreError(f"{root}: another painface process is writing to this store; wait for it to finish "
+                         f"(or use another store)") from None
+    try:
+        yield root
+    finally:
+        lock.release()
 
 
 def unit_name(session_id: str, camera: str) -> str:

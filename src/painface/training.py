@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -53,6 +54,15 @@ def train(cfg: DictConfig) -> dict:
     from painface.config import validate
 
     cfg = validate(cfg)
+    if cfg.ckpt_path:  # resuming: the checkpoint's network must be the configured one
+        from painface.config import ConfigError
+        from painface.models import checkpoint_hparams
+
+        saved = checkpoint_hparams(cfg.ckpt_path)["net"]
+        for key in ("name", "input_size"):
+            if saved.get(key) != cfg.model.net[key]:
+                raise ConfigError(f"config key 'model.net.{key}': {cfg.model.net[key]!r}, but ckpt_path {cfg.ckpt_path} "
+                                  f"was trained with {saved.get(key)!r}; resume with the same model")
     dm, model, trainer = build(cfg)
     if cfg.train:
         trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
@@ -80,6 +90,10 @@ def evaluate(cfg: DictConfig) -> dict:
     cfg = validate(cfg)
     dm, _, trainer = build(cfg)
     model = load_classifier(cfg.ckpt_path)
+    own = model.hparams.net
+    if own.get("name") != cfg.model.net.name or own.get("input_size") != cfg.model.net.input_size:
+        print(f"note: evaluating the checkpoint's own network ({own.get('name')}, {own.get('input_size')} px), "
+              f"not model={cfg.model.net.name} ({cfg.model.net.input_size} px)", file=sys.stderr)
     dm.input_size = model.input_size
     dm.prepare_data()  # data=synthetic builds its store on first use, as in train.py
     # evaluate on every selected mouse of the store, not on one fold
