@@ -100,6 +100,12 @@ def _dlc_relocate(args):
     print(f"updated {relocate_project(args.config)}")
 
 
+def _model_export(args):
+    from painface.bundle import export_model
+
+    print(f"exported {export_model(args.run, args.out)}")
+
+
 def _score(args):
     from painface.predict import score
 
@@ -251,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_dlc_train)
 
     s = sub.add_parser("score", help="p(pain) per crop of a store, or per image of a folder")
-    s.add_argument("--ckpt-path", required=True)
+    m = s.add_mutually_exclusive_group(required=True)
+    m.add_argument("--ckpt-path", help="a Lightning checkpoint from train.py")
+    m.add_argument("--model", dest="ckpt_path", help="a folder written by 'painface model export' (loads without pickle)")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--store")
     g.add_argument("--images", help="a plain folder of PNG/JPEG images")
@@ -260,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--accelerator", default="auto")
     s.add_argument("--temperature", default=None, help="calibrate p(pain): a number, or 'auto' (the run's calibration.json)")
     s.set_defaults(func=_score)
+
+    s = sub.add_parser("model", help="portable models: export a run's checkpoint as safetensors + config + model card")
+    msub = s.add_subparsers(dest="model_command", required=True)
+    t = msub.add_parser("export", help="write model.safetensors, config.json and MODEL_CARD.md")
+    t.add_argument("run", help="a training run folder (its best checkpoint) or a .ckpt file")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=_model_export)
 
     s = sub.add_parser("analyze", help="per-minute pain probability, statistics, figures, HTML report")
     s.add_argument("study", help="study YAML with an analysis: section")

@@ -151,6 +151,10 @@ class PainClassifier(L.LightningModule):
             if isinstance(m, torchmetrics.Metric):
                 m.reset()
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Everything needed to use the checkpoint correctly, beside the hyper-parameters."""
+        checkpoint["painface"] = describe_training(self)
+
     def forward(self, x):
         return self.net(x)
 
@@ -256,6 +260,28 @@ def load_weights_into(model: PainClassifier, ckpt_path: str | Path) -> None:
         raise ModelError(f"{path}: checkpoint is of another architecture ({first.strip()})") from None
 
 
+def describe_training(model: PainClassifier) -> dict:
+    """The checkpoint's provenance: package version, input and normalisation, and the data it
+    was trained on (store crop size and schema, strains, mice, sessions)."""
+    from painface import __version__
+    from painface.data import MEAN, STD
+
+    out = {"painface_version": __version__, "input_size": model.input_size,
+           "normalisation": {"mean": [float(v) for v in MEAN], "std": [float(v) for v in STD]}}
+    dm = getattr(getattr(model, "_trainer", None), "datamodule", None)
+    index = getattr(dm, "train_index", None)
+    if dm is not None and index is not None:
+        from painface.store import store_meta
+
+        meta = store_meta(dm.store)
+        out["training_data"] = {
+            "store": str(dm.store), "store_id": meta.get("store_id"), "crop_size": meta.get("crop_size"),
+            "schema_version": meta.get("schema_version"), "strains": sorted(map(str, index["strain"].unique())),
+            "mice": sorted(map(str, index["mouse_id"].unique())), "sessions": int(index["session_id"].nunique()),
+            "crops": int(len(index)), "labels": {str(k): int(v) for k, v in index["label"].value_counts().items()}}
+    return out
+
+
 def checkpoint_hparams(ckpt_path: str | Path) -> dict:
     """The saved hyper-parameters of a painface checkpoint, checked to describe its network.
 
@@ -279,13 +305,33 @@ def checkpoint_hparams(ckpt_path: str | Path) -> dict:
     if missing:
         raise ModelError(f"{path}: the checkpoint does not record its network's {' and '.join(missing)} "
                          f"(hyper_parameters.net); it cannot be rebuilt safely")
-    return hp
+    return {**hp, "painface": ckpt.get("painface", {})}
+
+
+def check_fit(provenance: dict, crop_size: int | None = None, strains=None, source: str = "") -> list[str]:
+    """Where the data a model is applied to differ from what it was trained on: one line each."""
+    trained = (provenance or {}).get("training_data") or {}
+    notes = []
+    if crop_size is not None and trained.get("crop_size") not in (None, crop_size):
+        notes.append(f"note: {source} holds {crop_size} px crops, the model was trained on {trained['crop_size']} px crops")
+    new = sorted(set(map(str, [] if strains is None else strains)) - set(trained.get("strains") or []))
+    if trained.get("strains") and new:
+        notes.append(f"note: {source} has strain(s) {', '.join(new)} the model never saw (trained on "
+                     f"{', '.join(trained['strains'])}); the paper's BALB/c model fails on C57BL/6")
+    return notes
 
 
 def load_classifier(ckpt_path: str | Path, map_location="cpu") -> PainClassifier:
+    """A Lightning checkpoint, or a folder exported by ``painface model export`` (no pickle)."""
     path = Path(ckpt_path)
-    checkpoint_hparams(path)
+    if path.is_dir():
+        from painface.bundle import load_bundle
+
+        return load_bundle(path)
+    hp = checkpoint_hparams(path)
     try:
-        return PainClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+        model = PainClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=False)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}: not a painface PainClassifier checkpoint ({str(exc).splitlines()[0]})") from None
+    model.provenance = hp.get("painface", {})
+    return model

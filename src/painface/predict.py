@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -38,7 +39,10 @@ class PredictionError(PainfaceError):
 
 
 def file_digest(path: str | Path, n: int = 1 << 20) -> str:
-    """sha256 of a file's first MiB plus its size: enough to tell checkpoints apart."""
+    """sha256 of a file's first MiB plus its size: enough to tell checkpoints apart (an
+    exported model folder: of its weights)."""
+    if Path(path).is_dir():
+        path = Path(path) / "model.safetensors"
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         h.update(fh.read(n))
@@ -116,6 +120,10 @@ def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Pat
             index = select_index(store, query)
         except StoreError as exc:
             raise PredictionError(f"{exc}, nothing to score") from None
+        from painface.models import check_fit
+
+        for note in check_fit(getattr(model, "provenance", {}), smeta.get("crop_size"), index["strain"].unique(), str(store)):
+            print(note, file=sys.stderr)
         ds = CropDataset(store, index, model.input_size, train=False)
         meta = {"store": str(Path(store).resolve()), "store_id": smeta.get("store_id", ""),
                 "schema_version": smeta.get("schema_version")}
