@@ -23,7 +23,7 @@ from painface.synthetic.render import ACTION_UNITS
 
 p = argparse.ArgumentParser()
 p.add_argument("--units", nargs="+", default=list(ACTION_UNITS))
-p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+p.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3, 4, 5], help="none: only summarise what is done")
 p.add_argument("--work", default="/tmp/painface-planted")
 p.add_argument("--results", default="benchmarks/results/planted_regions.jsonl")
 args = p.parse_args()
@@ -42,8 +42,21 @@ for seed in args.seeds:
         print(json.dumps(row), flush=True)
 
 rows = pd.DataFrame(map(json.loads, results.read_text().splitlines()))
-table = rows.pivot_table(index="unit", columns="seed", values="rank", aggfunc="first")
-table["first in"] = (table == 1).sum(axis=1).astype(str) + f"/{table.shape[1]}"
-table["top two in"] = (table.drop(columns="first in") <= 2).sum(axis=1).astype(str) + f"/{table.shape[1] - 1}"
-print("\nrank of the planted region (1 = highest Grad-CAM enrichment among the 12 assessed regions)")
-print(table.to_string())
+# rank and enrichment recomputed from each run's own regions table (the same rule for every row)
+from painface.synthetic.planted import planted_ranking  # noqa: E402
+
+for i, r in rows.iterrows():
+    csv = Path(args.work) / f"{r['unit']}_{r['seed']}" / "interpret" / "regions_random.csv"
+    if csv.exists():
+        for k, v in planted_ranking(csv, r["unit"]).items():
+            rows.at[i, k] = v if not isinstance(v, list) else str(v)
+rank = rows.pivot_table(index="unit", columns="seed", values="rank", aggfunc="first")
+enrich = rows.pivot_table(index="unit", columns="seed", values="planted_enrichment", aggfunc="first")
+n = rank.notna().sum(axis=1)
+summary = pd.DataFrame({"first": (rank == 1).sum(axis=1).astype(str) + "/" + n.astype(str),
+                        "top two": (rank <= 2).sum(axis=1).astype(str) + "/" + n.astype(str),
+                        "enrichment > 1": (enrich > 1).sum(axis=1).astype(str) + "/" + n.astype(str)})
+print("\nrank of the planted region among the assessed regions (1 = highest Grad-CAM enrichment)")
+print(pd.concat([rank.astype("Int64").add_prefix("seed "), summary], axis=1).to_string())
+print("\nenrichment of the planted region (Grad-CAM mass share / area share; 1 = chance)")
+print(enrich.add_prefix("seed ").to_string())

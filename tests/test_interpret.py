@@ -84,16 +84,18 @@ def test_regions_are_exclusive_and_anchor_on_the_eyes():
 
 
 @pytest.mark.slow
-def test_planted_ear_signal_is_found_in_the_ear_regions(tmp_path):
+def test_planted_signal_draws_more_than_chance_grad_cam_to_its_region(tmp_path):
     """The real path (render -> extract -> train -> interpret) on a study whose pain signal is
-    planted in the ears only. Across 5 seeds x 6 units (benchmarks/planted_regions.py, README)
-    the ear regions were always in the top two of 12 regions, but not always first: the
-    4x4 Grad-CAM map at 128 px also lights the band above the ear. Seed 1, the benchmark's first."""
+    planted in the ears only. What holds across units and seeds
+    (benchmarks/planted_regions.py, README "Reproducing the paper") is modest: the network
+    learns the signal and the planted region gets more Grad-CAM mass than its area's share.
+    Whether it ranks *first* does not hold: at 128 px the last conv map is 4x4, and a
+    unit's receptive field spans the whole face. Seed 1, the benchmark's first."""
     from painface.synthetic.planted import planted_run
 
     result = planted_run("ear", seed=1, work=tmp_path)
     assert result["val_acc"] > 0.7, f"the network did not learn the planted ear signal: {result}"
-    assert result["rank"] <= 2, result
+    assert result["planted_enrichment"] > 1.0, result
 
 
 def test_explain_store_and_real_images(ckpt, store, tmp_path):

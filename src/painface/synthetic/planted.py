@@ -70,10 +70,19 @@ def planted_run(au: str, seed: int, work: str | Path, size: int = 128, epochs: i
     ckpt = json.loads((work / "run" / "metrics.json").read_text())["checkpoint"]
     out = interpret_store(ckpt, store, work / "interpret", query=f"mouse_id in {test_mice!r}", embedding="tsne",
                           seed=seed, show_progress=show_progress)
-    table = pd.read_csv(out / "regions_random.csv", index_col=0)
-    ranked = table[table["assessed"].astype(bool) & (table.index != "others")].sort_values("enrichment_pain", ascending=False)
-    names = list(ranked.index)
-    rank = min(names.index(r) for r in PLANTED_REGIONS[au] if r in names) + 1
-    return {"unit": au, "seed": seed, "planted": "/".join(PLANTED_REGIONS[au]), "rank": rank,
-            "top3": [(r, round(float(ranked.loc[r, "enrichment_pain"]), 3)) for r in names[:3]],
+    return {"unit": au, "seed": seed, **planted_ranking(out / "regions_random.csv", au),
             "val_acc": round(metrics.get("test/acc", float("nan")), 3), "held_out_mice": test_mice}
+
+
+def planted_ranking(regions_csv: str | Path, au: str) -> dict:
+    """Rank (1 = first) and Grad-CAM enrichment of the planted region among the assessed
+    regions ("others" aside), and the top three, from ``painface interpret``'s table."""
+    table = pd.read_csv(regions_csv, index_col=0)
+    ranked = table[table["assessed"].astype(bool) & (table.index != "others")].sort_values("enrichment_pain",
+                                                                                          ascending=False)
+    names = list(ranked.index)
+    planted = [r for r in PLANTED_REGIONS[au] if r in names]
+    best = min(planted, key=names.index)
+    return {"planted": "/".join(PLANTED_REGIONS[au]), "rank": names.index(best) + 1, "of": len(names),
+            "planted_enrichment": round(float(ranked.loc[best, "enrichment_pain"]), 3),
+            "top3": [(r, round(float(ranked.loc[r, "enrichment_pain"]), 3)) for r in names[:3]]}
