@@ -303,3 +303,14 @@ def test_model_export_round_trip_without_pickle(compose, store, tmp_path):
     r = _run([*PAINFACE, "score", "--model", str(tmp_path / "bundle"), "--store", str(store),
               "--out", str(tmp_path / "c.parquet")])
     _one_error_line(r, "model.safetensors")
+
+
+def test_command_line_conventions():
+    from painface import __version__
+
+    r = _run([sys.executable, "-m", "painface", "--version"])
+    assert r.returncode == 0 and r.stdout.strip() == f"painface {__version__}"
+    r = _run([sys.executable, "-m", "painface"])   # no command: the help, not an error
+    assert r.returncode == 0 and "usage: painface" in r.stdout and "extract" in r.stdout
+    r = _run([sys.executable, "-m", "painface", "extract", "--help"])
+    assert r.returncode == 0 and "(default: 2)" in r.stdout   # defaults shown

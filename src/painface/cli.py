@@ -188,8 +188,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="painface", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    from painface import __version__
+
+    p = _Parser(prog="painface", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--version", action="version", version=f"painface {__version__}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           parser_class=lambda **kw: _Parser(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kw))
 
     s = sub.add_parser("synth", help="render a synthetic study (videos, DLC keypoints, ground truth, manifest)")
     s.add_argument("study", help="study YAML, e.g. experiments/ac_dose_response.yaml")
@@ -415,8 +419,12 @@ def _options_of(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
 
 
 def main(argv=None) -> int:
-    argv = hydra_style(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv:  # no command: show what there is
+        parser.print_help()
+        return 0
+    args = parser.parse_args(hydra_style(argv, parser))
     from painface.procs import exit_now, exit_on_sigterm
 
     exit_on_sigterm()  # SIGTERM unwinds like Ctrl-C: workers are stopped, temporaries removed
