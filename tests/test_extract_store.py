@@ -115,7 +115,7 @@ def test_killed_extraction_resumes_to_an_identical_store(manifest, tmp_path):
     subprocess.run(_extract_cmd(m, ref), check=True)
     root = tmp_path / "killed"
     rng = np.random.default_rng(0)
-    for _ in range(3):
+    for _ in range(5):
         proc = subprocess.Popen(_extract_cmd(m, root))
         time.sleep(float(rng.uniform(1.0, 3.0)))
         proc.send_signal(signal.SIGKILL)
@@ -126,6 +126,28 @@ def test_killed_extraction_resumes_to_an_identical_store(manifest, tmp_path):
     pd.testing.assert_frame_equal(a_idx, b_idx)
     assert a_img == b_img
     assert not list((root / "parts").glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_two_concurrent_extractions_into_one_store(manifest, tmp_path):
+    """Started together: one holds the store's lock and finishes, the other fails at once with
+    one line; the store equals a single run's."""
+    m, _ = _copy_manifest(manifest, tmp_path, n=6)
+    ref = tmp_path / "ref"
+    subprocess.run(_extract_cmd(m, ref), check=True)
+    root = tmp_path / "both"
+    procs = [subprocess.Popen(_extract_cmd(m, root), stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes in ([0, 0], [0, 1]), results
+    for code, err in results:
+        if code:
+            assert "another painface process is writing to this store" in err, err
+    subprocess.run(_extract_cmd(m, root), check=True)  # completes whatever the loser left
+    a_idx, a_img = _snapshot(ref)
+    b_idx, b_img = _snapshot(root)
+    pd.testing.assert_frame_equal(a_idx, b_idx)
+    assert a_img == b_img
 
 
 def test_select_index_filters_samples_and_names_bad_queries(store):
