@@ -164,3 +164,14 @@ def test_crossover_study_renders_the_same_animals_in_every_group(tmp_path):
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(StudyError, match="crossover: every group must have the same n"):
         load_generate_spec(path)
+
+
+def test_the_torch_free_modules_do_not_import_torch():
+    """analysis, scoring, stats, predictions and report are pandas jobs: fast to import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, painface.analysis, painface.scoring, painface.stats, painface.predictions, painface.report; "
+            "print(sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr[-500:])

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from painface.errors import PainfaceError
-from painface.predict import read_predictions
+from painface.predictions import read_predictions
 from painface.scoring import fuse_cameras, pain_probability_per_minute
 from painface.stats import compare_groups
 from painface.store import read_index, read_summaries, store_meta

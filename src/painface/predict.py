@@ -7,7 +7,6 @@ file's metadata names the store it came from and the checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -16,12 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from painface.errors import PainfaceError
+# the file format lives in predictions.py (torch-free); these names stay importable from here
+from painface.predictions import PredictionError, file_digest, read_predictions, write_predictions  # noqa: F401
 from painface.data import CropDataset, augment_and_resize, to_tensor
 from painface.models import load_classifier
 from painface.scoring import apply_temperature
@@ -32,22 +30,6 @@ PRED_COLUMNS = ("crop_id", "session_id", "mouse_id", "treatment", "phase", "came
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: below this, an image cannot show the features the network was trained on
 MIN_IMAGE_PX = 16
-
-
-class PredictionError(PainfaceError):
-    pass
-
-
-def file_digest(path: str | Path, n: int = 1 << 20) -> str:
-    """sha256 of a file's first MiB plus its size: enough to tell checkpoints apart (an
-    exported model folder: of its weights)."""
-    if Path(path).is_dir():
-        path = Path(path) / "model.safetensors"
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        h.update(fh.read(n))
-    h.update(str(Path(path).stat().st_size).encode())
-    return h.hexdigest()[:16]
 
 
 class FolderDataset(Dataset):
@@ -151,39 +133,6 @@ def run_temperature(ckpt_path: str | Path) -> float:
     if not path.is_file():
         raise PredictionError(f"{ckpt_path}: temperature 'auto' needs {path} (written when train.py tests on held-out mice)")
     return float(json.loads(path.read_text())["temperature"])
-
-
-def _plain(x):
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x if isinstance(x, (int, float, str, bool, type(None))) else str(x)
-
-
-def write_predictions(pred: pd.DataFrame, out: str | Path, meta: dict) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(pred, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"painface": json.dumps(meta).encode()})
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
-    return out
-
-
-def read_predictions(path: str | Path, store: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
-    """Read a predictions file; with ``store``, check that it was made from that store."""
-    path = Path(path)
-    if not path.is_file():
-        raise PredictionError(f"{path}: predictions file not found")
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {}).get(b"painface", b"{}"))
-    if store is not None:
-        smeta = check_version(store)
-        if meta.get("store_id") != smeta.get("store_id"):
-            raise PredictionError(f"{path}: predictions were made for another store ({meta.get('store', '?')}), not {store}")
-    return table.to_pandas(), meta
 
 
 def predict_from_config(cfg) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from painface.errors import PainfaceError
 from painface.extract import open_video
-from painface.predict import read_predictions
+from painface.predictions import read_predictions
 from painface.store import read_index
 
 POINT_COLOURS = {"nose": (80, 220, 80), "right_eye": (60, 60, 255), "left_eye": (255, 120, 60)}
