@@ -314,3 +314,14 @@ def test_command_line_conventions():
     assert r.returncode == 0 and "usage: painface" in r.stdout and "extract" in r.stdout
     r = _run([sys.executable, "-m", "painface", "extract", "--help"])
     assert r.returncode == 0 and "(default: 2)" in r.stdout   # defaults shown
+
+
+def test_score_query_leaves_blurred_crops_out(ckpt, store, tmp_path):
+    from painface.store import read_index
+
+    idx = read_index(store)
+    cut = float(idx["sharpness"].median())
+    r = _run([*PAINFACE, "score", "--ckpt-path", str(ckpt), "--store", str(store), "--out", str(tmp_path / "p.parquet"),
+              "--query", f"sharpness >= {cut}"])
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert len(pd.read_parquet(tmp_path / "p.parquet")) == int((idx["sharpness"] >= cut).sum())

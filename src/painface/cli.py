@@ -110,7 +110,7 @@ def _score(args):
     from painface.predict import score
 
     pred = score(args.ckpt_path, store=args.store, images=args.images, out=args.out, batch_size=args.batch_size,
-                 accelerator=args.accelerator, temperature=args.temperature)
+                 accelerator=args.accelerator, temperature=args.temperature, query=args.query)
     print(f"scored {len(pred)} crops -> {args.out}")
 
 
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--accelerator", default="auto")
     s.add_argument("--temperature", default=None, help="calibrate p(pain): a number, or 'auto' (the run's calibration.json)")
+    s.add_argument("--query", default=None,
+                   help="score only these crops, e.g. \"sharpness >= 50\" (left-out frames count as skipped per minute)")
     s.set_defaults(func=_score)
 
     s = sub.add_parser("model", help="portable models: export a run's checkpoint as safetensors + config + model card")
