@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 # the file format lives in predictions.py (torch-free); these names stay importable from here
-from painface.predictions import PredictionError, file_digest, read_predictions, write_predictions  # noqa: F401
+from painface.predictions import PredictionError, _plain, file_digest, read_predictions, write_predictions  # noqa: F401
 from painface.data import CropDataset, augment_and_resize, to_tensor
 from painface.models import load_classifier
 from painface.scoring import apply_temperature
