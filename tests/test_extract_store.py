@@ -11,7 +11,6 @@ import pytest
 
 from painface import store as st
 from painface.extract import ExtractConfig, extract
-from painface.keypoints import read_dlc
 from painface.manifest import read_manifest, write_manifest
 
 

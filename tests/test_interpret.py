@@ -242,7 +242,6 @@ def test_mgs_sheet_errors(tmp_path):
 
 
 def test_sharpness_is_stored_and_blurred_crops_can_be_left_out(store, tmp_path):
-    import cv2
 
     from painface.crops import sharpness
     from painface.store import read_index

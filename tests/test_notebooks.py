@@ -1,7 +1,6 @@
 """The notebooks run on small data, so they cannot rot."""
 
 import os
-from pathlib import Path
 
 import nbformat
 import pytest

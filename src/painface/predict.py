@@ -8,7 +8,6 @@ file's metadata names the store it came from and the checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
