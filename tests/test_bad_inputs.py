@@ -325,3 +325,39 @@ def test_score_query_leaves_blurred_crops_out(ckpt, store, tmp_path):
               "--query", f"sharpness >= {cut}"])
     assert r.returncode == 0, r.stderr[-1000:]
     assert len(pd.read_parquet(tmp_path / "p.parquet")) == int((idx["sharpness"] >= cut).sum())
+
+
+def test_a_full_disk_names_the_video_and_leaves_no_temporaries(good_manifest, tmp_path):
+    """A file-size limit stands in for a full disk: every write past it fails with an OSError."""
+    import resource
+
+    good_manifest.to_csv(tmp_path / "m.csv", index=False)
+    root = tmp_path / "store"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # 20 kB: store.json fits, the crops do not
+
+    r = subprocess.run([*PAINFACE, "extract", str(tmp_path / "m.csv"), "--store", str(root), "--crop-size", "64",
+                        "--workers", "1"], capture_output=True, text=True, preexec_fn=limit)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-1500:]
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == len(good_manifest), errors            # one line per video, naming it
+    for video, line in zip(sorted(good_manifest["video"]), sorted(errors)):
+        assert Path(video).name in line and "cannot write its part" in line, line
+    assert not list((root / "parts").glob(".tmp-*")) and not [p for p in (root / "parts").iterdir()]
+
+
+def test_commands_that_load_a_checkpoint_print_no_lightning_banner(ckpt, store, tmp_path):
+    r = _run([*PAINFACE, "score", "--ckpt-path", str(ckpt), "--store", str(store), "--out", str(tmp_path / "p.parquet")])
+    assert r.returncode == 0 and "GPU available" not in r.stderr and "Tip:" not in r.stderr, r.stderr[-800:]
+
+
+def test_eval_on_a_store_with_fewer_mice_than_folds(ckpt, store, tmp_path):
+    from painface.store import read_index
+
+    mice = sorted(read_index(store)["mouse_id"].unique())[:3]
+    r = _run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={ckpt}", "data=store", f"data.store={store}",
+              "model.net.input_size=64", f"data.mice=[{','.join(mice)}]", "+trainer.limit_test_batches=1",
+              f"hydra.run.dir={tmp_path / 'run'}", f"paths.output_dir={tmp_path / 'out'}"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test_on"] == "every selected mouse of the store"

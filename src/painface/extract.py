@@ -143,8 +143,11 @@ def _work(args):
         s = extract_video(row, root, cfg)
         s["seconds"] = time.perf_counter() - t0
         return s, None
-    except (ValueError, OSError, st.StoreError) as exc:
+    except PainfaceError as exc:  # its message names the file already
         return {"unit": st.unit_name(row["session_id"], row["camera"]), "video": row["video"]}, str(exc)
+    except OSError as exc:  # a full disk, a file-size limit, a vanished folder: name the video and the cause
+        return {"unit": st.unit_name(row["session_id"], row["camera"]), "video": row["video"]}, \
+            f"{row['video']}: cannot write its part to the store ({exc.strerror or exc}); nothing of it was kept"
     except Exception as exc:  # an unexpected failure still must not stop the other videos
         return {"unit": st.unit_name(row["session_id"], row["camera"]), "video": row["video"]}, \
             f"{row['video']}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"

@@ -66,8 +66,12 @@ class FolderDataset(Dataset):
 
 def predict_trainer(accelerator="auto", devices=1, progress: bool = True):
     """A Trainer for ``predict``: no logger, no checkpoints."""
+    import logging
+
     import lightning as L
 
+    # "GPU available: False ..." and a logger tip before every prediction: noise for a command-line tool
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_progress_bar=progress,
                      enable_checkpointing=False, enable_model_summary=False)
 

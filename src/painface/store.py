@@ -176,7 +176,10 @@ class PartWriter:
         return self.final
 
     def abort(self) -> None:
-        self.blob.close()
+        try:
+            self.blob.close()
+        except OSError:  # flushing fails on a full disk too; the part is thrown away regardless
+            pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -96,7 +96,8 @@ def evaluate(cfg: DictConfig) -> dict:
               f"not model={cfg.model.net.name} ({cfg.model.net.input_size} px)", file=sys.stderr)
     dm.input_size = model.input_size
     dm.prepare_data()  # data=synthetic builds its store on first use, as in train.py
-    # evaluate on every selected mouse of the store, not on one fold
+    # evaluate on every selected mouse of the store, not on one fold (so no fold count applies)
+    dm.n_folds, dm.test_fold = 1, None
     dm.setup("test")
     dm.val_index = dm.test_index = dm.index
     dm.test_role = "every selected mouse of the store"
