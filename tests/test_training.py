@@ -257,3 +257,41 @@ def test_paper_protocol_trains_on_all_mice_and_writes_table1(compose, tmp_path):
     # per-sex counts add up to the whole
     assert (t.loc[["sex=female", "sex=male"], ["TP", "FN", "FP", "TN"]].sum() == t.loc["all", ["TP", "FN", "FP", "TN"]]).all()
     assert t.loc["all", ["TP", "FN", "FP", "TN"]].sum() == sum(metrics[f"test/confmat_{k}"] for k in ("tp", "fn", "fp", "tn"))
+
+
+@pytest.mark.slow
+def test_training_killed_mid_epoch_resumes_to_the_same_epoch_and_step(store, tmp_path):
+    import signal
+    import time
+
+    import torch
+
+    args = ["data=store", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
+            "data.samples_per_epoch=512", "data.batch_size=32", "data.n_folds=2", "model.net.input_size=64",
+            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.max_epochs=4", "~callbacks.gradcam",
+            "logger=csv", "test=false"]
+
+    def final(run):
+        ck = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        return ck["epoch"], ck["global_step"]
+
+    ref = _cli([*args, f"paths.output_dir={tmp_path / 'ref'}", f"hydra.run.dir={tmp_path / 'h1'}"], tmp_path)
+    assert ref.returncode == 0, ref.stderr[-1500:]
+    run = tmp_path / "killed"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"paths.output_dir={run}",
+                             f"hydra.run.dir={tmp_path / 'h2'}"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 300
+    while not (run / "checkpoints" / "last.ckpt").exists() and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the next epoch
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epoch_at_kill, _ = final(run)
+    assert epoch_at_kill < 3
+    resumed = _cli([*args, f"paths.output_dir={run}", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+                    f"hydra.run.dir={tmp_path / 'h3'}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-1500:]
+    assert final(run) == final(tmp_path / "ref")
