@@ -88,8 +88,11 @@ def evaluate(cfg: DictConfig) -> dict:
     if not cfg.get("ckpt_path"):
         raise ConfigError("config key 'ckpt_path': eval.py needs ckpt_path=PATH")
     cfg = validate(cfg)
+    model = load_classifier(cfg.ckpt_path)  # a bad checkpoint fails before anything else is set up
+    import logging
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # no device banner
     dm, _, trainer = build(cfg)
-    model = load_classifier(cfg.ckpt_path)
     own = model.hparams.net
     if own.get("name") != cfg.model.net.name or own.get("input_size") != cfg.model.net.input_size:
         print(f"note: evaluating the checkpoint's own network ({own.get('name')}, {own.get('input_size')} px), "
