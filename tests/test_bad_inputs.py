@@ -361,3 +361,17 @@ def test_eval_on_a_store_with_fewer_mice_than_folds(ckpt, store, tmp_path):
               f"hydra.run.dir={tmp_path / 'run'}", f"paths.output_dir={tmp_path / 'out'}"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-1500:]
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test_on"] == "every selected mouse of the store"
+
+
+def test_folder_notes_for_non_square_and_greyscale_images(tmp_path):
+    import cv2
+
+    from painface.predict import folder_notes
+
+    cv2.imwrite(str(tmp_path / "wide.png"), np.full((40, 80, 3), 100, np.uint8))
+    cv2.imwrite(str(tmp_path / "grey.png"), np.full((50, 50), 100, np.uint8))
+    cv2.imwrite(str(tmp_path / "ok.png"), np.full((50, 50, 3), 100, np.uint8))
+    notes = folder_notes(sorted(tmp_path.glob("*.png")))
+    assert len(notes) == 2
+    assert "1 image(s) are not square" in notes[0] and "wide.png" in notes[0]
+    assert "1 image(s) are greyscale" in notes[1] and "grey.png" in notes[1]

@@ -31,6 +31,29 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MIN_IMAGE_PX = 16
 
 
+def folder_notes(files) -> list[str]:
+    """One line each for what scoring a folder will silently change: non-square images are
+    centre-cropped, greyscale ones repeated to three channels (the model saw colour crops)."""
+    from PIL import Image
+
+    non_square, grey = [], []
+    for f in files:
+        try:
+            with Image.open(f) as im:  # reads the header only
+                if im.width != im.height:
+                    non_square.append(f.name)
+                if im.mode in ("L", "LA", "I", "I;16", "1"):
+                    grey.append(f.name)
+        except Exception:  # unreadable: reported when it is scored
+            continue
+    notes = []
+    if non_square:
+        notes.append(f"note: {len(non_square)} image(s) are not square and are centre-cropped (e.g. {non_square[0]})")
+    if grey:
+        notes.append(f"note: {len(grey)} image(s) are greyscale; the model was trained on colour crops (e.g. {grey[0]})")
+    return notes
+
+
 class FolderDataset(Dataset):
     """A plain folder of PNG/JPEG images (photographs, DeepLabCut labelled frames)."""
 
@@ -40,6 +63,8 @@ class FolderDataset(Dataset):
         if not self.files:
             raise PredictionError(f"{self.folder}: no images (png/jpg) to score")
         self.size = input_size
+        for note in folder_notes(self.files):
+            print(note, file=sys.stderr)
 
     def __len__(self):
         return len(self.files)
