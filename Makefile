@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/datamodule_throughput.py > benchmarks/results/datamodule_throughput.json
 	$(BIN)/python benchmarks/dlc_speed.py > benchmarks/results/dlc_speed_cspnext_s.json
 	$(BIN)/python benchmarks/difficulty.py | tee benchmarks/results/difficulty.txt
+	# about 2.5 min per unit and seed on 2 cores (30 runs for 5 seeds); resumes where it stopped
+	$(BIN)/python benchmarks/planted_regions.py | tee benchmarks/results/planted_regions.txt
 
 clean:
 	rm -rf $(VENV) logs data outputs multirun
