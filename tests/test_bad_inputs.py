@@ -171,7 +171,7 @@ def test_bad_checkpoint_for_score(kind, ckpt, store, tmp_path):
     assert not (tmp_path / "p.parquet").exists()
 
 
-@pytest.mark.parametrize("kind", ["garbage", "no_net_settings"])
+@pytest.mark.parametrize("kind", ["garbage", "empty", "text", "no_net_settings"])
 @pytest.mark.parametrize("script", ["eval.py", "predict.py", "train.py"])
 def test_bad_checkpoint_for_the_hydra_scripts(script, kind, ckpt, store, tmp_path):
     bad = _ckpt_file(kind, tmp_path, ckpt)
@@ -227,6 +227,19 @@ def test_eval_says_which_network_it_evaluates(ckpt, store, tmp_path):
               f"paths.output_dir={tmp_path / 'out'}"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "evaluating the checkpoint's own network (paper, 64 px), not model=resnet18" in r.stderr
+
+
+def test_predict_py_on_a_folder_with_a_corrupt_image(ckpt, tmp_path):
+    import cv2
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "good.png"), np.full((80, 80, 3), 128, np.uint8))
+    (folder / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    r = _run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={ckpt}", f"images={folder}",
+              f"out={tmp_path / 'p.parquet'}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    _one_error_line(r, "bad.jpg", "corrupt or unreadable image")
+    assert not (tmp_path / "p.parquet").exists()
 
 
 def test_other_commands(ckpt, store, tmp_path):
