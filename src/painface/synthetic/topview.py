@@ -23,7 +23,7 @@ The study file's ``topview:`` section::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import yaml
 from tqdm import tqdm
+
+from painface.synthetic.study import _build
 
 from painface.errors import PainfaceError
 
@@ -72,18 +74,10 @@ def load_topview_spec(path: str | Path, **overrides) -> tuple[str, TopviewSpec]:
     if raw is None:
         raise TopviewError(f"{path}: no 'topview:' section")
     raw = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
-    known = {f.name for f in fields(TopviewSpec)}
-    for key in raw:
-        if key not in known:
-            raise TopviewError(f"{path}: topview: unknown key '{key}' (known: {', '.join(sorted(known))})")
-    spec = TopviewSpec(**raw)
+    spec = _build(TopviewSpec, raw, f"{path}: topview")  # unknown keys fail naming them, as in face studies
     groups = {}
-    gknown = {f.name for f in fields(TopviewGroup)}
     for name, g in (spec.groups or {}).items():
-        for key in g or {}:
-            if key not in gknown:
-                raise TopviewError(f"{path}: topview.groups.{name}: unknown key '{key}' (known: {', '.join(sorted(gknown))})")
-        groups[name] = TopviewGroup(**(g or {}))
+        groups[name] = _build(TopviewGroup, g or {}, f"{path}: topview.groups.{name}")
         if not 0 <= groups[name].move_fraction <= 1 or groups[name].speed_cm_s < 0:
             raise TopviewError(f"{path}: topview.groups.{name}: move_fraction must be in [0, 1] and speed_cm_s >= 0")
     if not groups:
