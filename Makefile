@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python train.py experiment=demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	WANDB_MODE=offline $(BIN)/python -m pytest -q
+
+# ruff (lint + format), configured in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-fast: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest -q -m "not slow"

@@ -1,13 +1,13 @@
 """DataModule throughput and CPU training speed (issue: training framework, performance).
 
-  - crops/s delivered by PainFaceDataModule.train_dataloader() (2 workers, augmentation on),
-    divided by a bare single-process loop that decodes and augments the same crops
-    (target >= 0.9);
-  - training images/s of the paper CNN on CPU (forward + backward + Adam step);
-  - with a CUDA GPU: images/s with bf16 autocast and channels_last, and the share of
-    each step the GPU waits on the loader.
+- crops/s delivered by PainFaceDataModule.train_dataloader() (2 workers, augmentation on),
+  divided by a bare single-process loop that decodes and augments the same crops
+  (target >= 0.9);
+- training images/s of the paper CNN on CPU (forward + backward + Adam step);
+- with a CUDA GPU: images/s with bf16 autocast and channels_last, and the share of
+  each step the GPU waits on the loader.
 
-    python benchmarks/datamodule_throughput.py [--store PATH] [--samples 4096] [--input-size 96]
+  python benchmarks/datamodule_throughput.py [--store PATH] [--samples 4096] [--input-size 96]
 """
 
 import argparse
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from painface.data import PainFaceDataModule, augment_and_resize, build_synthetic_store, to_tensor
+from painface.data import PainFaceDataModule, augment_and_resize, to_tensor
 from painface.models import PaperCNN
 from painface.store import CropReader
+from painface.synthetic.store import build_synthetic_store
 
 p = argparse.ArgumentParser()
 p.add_argument("--store", default=None, help="an existing crop store (default: build a small synthetic one)")
@@ -39,8 +40,15 @@ if not (store / "store.json").exists():
     print("building a synthetic store ...", flush=True)
     build_synthetic_store(store, "experiments/train_balbc.yaml", workers=2, mice_per_group=4, pre_min=0.5, post_min=0.5)
 
-dm = PainFaceDataModule(str(store), samples_per_epoch=args.samples, batch_size=args.batch_size, num_workers=2,
-                        input_size=args.input_size, persistent_workers=False, pin_memory=torch.cuda.is_available())
+dm = PainFaceDataModule(
+    str(store),
+    samples_per_epoch=args.samples,
+    batch_size=args.batch_size,
+    num_workers=2,
+    input_size=args.input_size,
+    persistent_workers=False,
+    pin_memory=torch.cuda.is_available(),
+)
 dm.setup()
 loader = dm.train_dataloader()
 
@@ -79,11 +87,18 @@ for _ in range(args.train_batches):
     step(net, x, y)
 cpu_train = args.train_batches * args.batch_size / (time.perf_counter() - t0)
 
-result = {"store": str(store), "input_size": args.input_size, "samples": n,
-          "bare_decode_augment_crops_per_s": round(bare, 1), "datamodule_2_workers_crops_per_s": round(module, 1),
-          "ratio": round(module / bare, 2), "target_ratio": 0.9,
-          "cpu_train_images_per_s": round(cpu_train, 1), "torch_threads": torch.get_num_threads(),
-          "machine": f"{platform.machine()} {os.cpu_count()} cores"}
+result = {
+    "store": str(store),
+    "input_size": args.input_size,
+    "samples": n,
+    "bare_decode_augment_crops_per_s": round(bare, 1),
+    "datamodule_2_workers_crops_per_s": round(module, 1),
+    "ratio": round(module / bare, 2),
+    "target_ratio": 0.9,
+    "cpu_train_images_per_s": round(cpu_train, 1),
+    "torch_threads": torch.get_num_threads(),
+    "machine": f"{platform.machine()} {os.cpu_count()} cores",
+}
 
 if torch.cuda.is_available():
     dev = torch.device("cuda")
@@ -110,6 +125,11 @@ if torch.cuda.is_available():
         torch.cuda.synchronize()
         t = time.perf_counter()
         compute += t - t1
-    result.update({"gpu": torch.cuda.get_device_name(), "gpu_bf16_channels_last_images_per_s": round(gpu_compute, 1),
-                   "gpu_loader_wait_fraction": round(wait / (wait + compute), 2)})
+    result.update(
+        {
+            "gpu": torch.cuda.get_device_name(),
+            "gpu_bf16_channels_last_images_per_s": round(gpu_compute, 1),
+            "gpu_loader_wait_fraction": round(wait / (wait + compute), 2),
+        }
+    )
 print(json.dumps(result, indent=2))

@@ -33,15 +33,18 @@ p.add_argument("--signal", type=float, default=1.0)
 args = p.parse_args()
 torch.manual_seed(0)
 t0 = time.time()
-x, y, mouse = render_crops(args.train_mice + args.val_mice + args.test_mice, args.per_mouse, seed=11, size=96,
-                           signal=args.signal)
+x, y, mouse = render_crops(
+    args.train_mice + args.val_mice + args.test_mice, args.per_mouse, seed=11, size=96, signal=args.signal
+)
 train = mouse < args.train_mice
 val = (mouse >= args.train_mice) & (mouse < args.train_mice + args.val_mice)
 test = mouse >= args.train_mice + args.val_mice
 grey = np.stack([cv2.resize(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY), (32, 32), interpolation=cv2.INTER_AREA) for i in x])
 grey = grey.reshape(len(x), -1) / 255.0
-lr_acc = max(LogisticRegression(C=c, max_iter=3000).fit(grey[train], y[train]).score(grey[test], y[test])
-             for c in (0.01, 0.1, 1.0))
+lr_acc = max(
+    LogisticRegression(C=c, max_iter=3000).fit(grey[train], y[train]).score(grey[test], y[test])
+    for c in (0.01, 0.1, 1.0)
+)
 print(f"logistic regression, grey 32x32, held-out mice: {lr_acc:.3f} (best of C in 0.01/0.1/1)", flush=True)
 
 net = PaperCNN()
@@ -55,7 +58,7 @@ for epoch in range(args.epochs):
     net.train()
     order = rng.permutation(len(xt))
     for b in range(0, len(order), 128):
-        idx = order[b:b + 128]
+        idx = order[b : b + 128]
         batch = torch.stack([to_tensor(augment_and_resize(xt[i], args.input_size, rng)) for i in idx])
         loss = torch.nn.functional.cross_entropy(net(batch), yt[idx])
         opt.zero_grad()
@@ -68,7 +71,18 @@ for epoch in range(args.epochs):
     if val_acc > best_val:
         best_val, best_test = val_acc, cnn_acc
     print(f"epoch {epoch + 1}: val mice {val_acc:.3f}, test mice {cnn_acc:.3f}", flush=True)
-print(json.dumps({"logreg_acc": round(float(lr_acc), 3), "cnn_acc_selected_on_val": round(float(best_test), 3),
-                  "cnn_acc_last_epoch": round(float(cnn_acc), 3),
-                  "train_mice": args.train_mice, "val_mice": args.val_mice, "test_mice": args.test_mice, "per_mouse": args.per_mouse,
-                  "epochs": args.epochs, "seconds": round(time.time() - t0)}))
+print(
+    json.dumps(
+        {
+            "logreg_acc": round(float(lr_acc), 3),
+            "cnn_acc_selected_on_val": round(float(best_test), 3),
+            "cnn_acc_last_epoch": round(float(cnn_acc), 3),
+            "train_mice": args.train_mice,
+            "val_mice": args.val_mice,
+            "test_mice": args.test_mice,
+            "per_mouse": args.per_mouse,
+            "epochs": args.epochs,
+            "seconds": round(time.time() - t0),
+        }
+    )
+)

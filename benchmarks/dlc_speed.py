@@ -35,7 +35,9 @@ with tempfile.TemporaryDirectory() as tmp:
         f.chmod(0o755 if f.is_dir() else 0o644)
     config = relocate_project(tmp / "project" / "config.yaml")
     t0 = time.perf_counter()
-    train_face_model(config, net_type=args.net_type, epochs=1, batch_size=8, augment=False, image_size=256, device=args.device)
+    train_face_model(
+        config, net_type=args.net_type, epochs=1, batch_size=8, augment=False, image_size=256, device=args.device
+    )
     train_s = time.perf_counter() - t0
     source = next((tmp / "project" / "videos").glob("*.mp4"))
     timings = {}
@@ -56,7 +58,18 @@ with tempfile.TemporaryDirectory() as tmp:
 
 (n1, t1), (n2, t2) = sorted(timings.items())
 fps = (n2 - n1) / (t2 - t1)
-print(json.dumps({"net_type": args.net_type, "device": args.device, "video": f"{source.name} {w}x{h}",
-                  "train_1_epoch_s": round(train_s, 1), **{f"analyze_{n}_frames_s": round(t, 1) for n, t in timings.items()},
-                  "analyze_frames_per_s": round(fps, 2), "startup_s": round(t1 - n1 / fps, 1),
-                  "machine": f"{platform.machine()} {os.cpu_count()} cores"}, indent=2))
+print(
+    json.dumps(
+        {
+            "net_type": args.net_type,
+            "device": args.device,
+            "video": f"{source.name} {w}x{h}",
+            "train_1_epoch_s": round(train_s, 1),
+            **{f"analyze_{n}_frames_s": round(t, 1) for n, t in timings.items()},
+            "analyze_frames_per_s": round(fps, 2),
+            "startup_s": round(t1 - n1 / fps, 1),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        },
+        indent=2,
+    )
+)

@@ -51,8 +51,19 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def make_video(folder: Path, minutes: float) -> Path:
-    spec = SessionSpec(f"m{minutes:g}min", make_mouse("m1", "male", "BALB/c", np.random.default_rng(0)), "post", "AC",
-                       minutes * 60, args.fps, args.width, args.height, cameras=1, timeline=[(0, 1.0)], seed=1)
+    spec = SessionSpec(
+        f"m{minutes:g}min",
+        make_mouse("m1", "male", "BALB/c", np.random.default_rng(0)),
+        "post",
+        "AC",
+        minutes * 60,
+        args.fps,
+        args.width,
+        args.height,
+        cameras=1,
+        timeline=[(0, 1.0)],
+        seed=1,
+    )
     rows = render_session(spec, folder)
     manifest = folder / f"{spec.session_id}.csv"
     write_manifest(pd.DataFrame(rows), manifest)
@@ -110,20 +121,29 @@ with tempfile.TemporaryDirectory() as tmp:
 
     rss = {}
     for label, manifest in (("short", short), ("long", long)):
-        out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(manifest), str(work / f"store_{label}")],
-                             check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(manifest), str(work / f"store_{label}")],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         rss[label] = int(out.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
 
 result = {
     "video": f"{args.width}x{args.height} @ {args.fps:g} fps, {n_frames} frames, {summary['faces']} faces cropped",
-    "decode_fps": round(decode_fps, 1), "extract_fps": round(extract_fps, 1),
-    "extract_over_decode": round(extract_fps / decode_fps, 3), "target_over_decode": 0.8,
+    "decode_fps": round(decode_fps, 1),
+    "extract_fps": round(extract_fps, 1),
+    "extract_over_decode": round(extract_fps / decode_fps, 3),
+    "target_over_decode": 0.8,
     **{f"paper_way_{fmt}_fps": round(v[0], 1) for fmt, v in paper.items()},
     **{f"speedup_vs_paper_{fmt}": round(extract_fps / v[0], 1) for fmt, v in paper.items()},
     **{f"paper_way_{fmt}_frames_on_disk_MB": round(v[1] / 2**20, 1) for fmt, v in paper.items()},
     "target_speedup": 5,
-    f"peak_rss_MB_{args.minutes[0]:g}min": round(rss["short"], 1), f"peak_rss_MB_{args.minutes[1]:g}min": round(rss["long"], 1),
-    "peak_rss_ratio": round(rss["long"] / rss["short"], 3), "target_rss_ratio": 1.1,
+    f"peak_rss_MB_{args.minutes[0]:g}min": round(rss["short"], 1),
+    f"peak_rss_MB_{args.minutes[1]:g}min": round(rss["long"], 1),
+    "peak_rss_ratio": round(rss["long"] / rss["short"], 3),
+    "target_rss_ratio": 1.1,
     "machine": f"{platform.machine()} {os.cpu_count()} cores, one thread",
 }
 print(json.dumps(result, indent=2))

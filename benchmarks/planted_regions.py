@@ -29,14 +29,18 @@ p.add_argument("--results", default="benchmarks/results/planted_regions.jsonl")
 args = p.parse_args()
 
 results = Path(args.results)
-done = {(r["unit"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())} if results.exists() else set()
+done = (
+    {(r["unit"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())} if results.exists() else set()
+)
 for seed in args.seeds:
     for au in args.units:
         if (au, seed) in done:
             continue
         t0 = time.perf_counter()
         row = planted_run(au, seed, Path(args.work) / f"{au}_{seed}")
-        row.update(seconds=round(time.perf_counter() - t0, 1), machine=f"{platform.machine()}, {platform.processor() or '?'}")
+        row.update(
+            seconds=round(time.perf_counter() - t0, 1), machine=f"{platform.machine()}, {platform.processor() or '?'}"
+        )
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
@@ -53,9 +57,13 @@ for i, r in rows.iterrows():
 rank = rows.pivot_table(index="unit", columns="seed", values="rank", aggfunc="first")
 enrich = rows.pivot_table(index="unit", columns="seed", values="planted_enrichment", aggfunc="first")
 n = rank.notna().sum(axis=1)
-summary = pd.DataFrame({"first": (rank == 1).sum(axis=1).astype(str) + "/" + n.astype(str),
-                        "top two": (rank <= 2).sum(axis=1).astype(str) + "/" + n.astype(str),
-                        "enrichment > 1": (enrich > 1).sum(axis=1).astype(str) + "/" + n.astype(str)})
+summary = pd.DataFrame(
+    {
+        "first": (rank == 1).sum(axis=1).astype(str) + "/" + n.astype(str),
+        "top two": (rank <= 2).sum(axis=1).astype(str) + "/" + n.astype(str),
+        "enrichment > 1": (enrich > 1).sum(axis=1).astype(str) + "/" + n.astype(str),
+    }
+)
 print("\nrank of the planted region among the assessed regions (1 = highest Grad-CAM enrichment)")
 print(pd.concat([rank.astype("Int64").add_prefix("seed "), summary], axis=1).to_string())
 print("\nenrichment of the planted region (Grad-CAM mass share / area share; 1 = chance)")

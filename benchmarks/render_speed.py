@@ -17,8 +17,15 @@ import cv2
 import numpy as np
 import torch
 
-from painface.synthetic.recording import SessionSpec, _Camera, camera_pose, head_motion, make_mouse, pain_intensity, \
-    render_session
+from painface.synthetic.recording import (
+    SessionSpec,
+    _Camera,
+    camera_pose,
+    head_motion,
+    make_mouse,
+    pain_intensity,
+    render_session,
+)
 from painface.synthetic.render import Expression
 
 p = argparse.ArgumentParser()
@@ -32,8 +39,18 @@ torch.set_num_threads(1)
 
 rng = np.random.default_rng(0)
 mouse = make_mouse("m01", "male", "BALB/c", rng)
-spec = SessionSpec("bench", mouse, "post", "AC", args.seconds, args.fps, args.width, args.height, cameras=1,
-                   timeline=[(0, 0.2), (10, 1.0)])
+spec = SessionSpec(
+    "bench",
+    mouse,
+    "post",
+    "AC",
+    args.seconds,
+    args.fps,
+    args.width,
+    args.height,
+    cameras=1,
+    timeline=[(0, 0.2), (10, 1.0)],
+)
 motion = head_motion(spec, rng)
 intensity = pain_intensity(spec, rng)
 camera = _Camera(spec.width, spec.height, np.random.default_rng(1), mouse.texture_seed)
@@ -48,8 +65,13 @@ with tempfile.TemporaryDirectory() as d:
     render_session(spec, d)
     session_fps = spec.n_frames / (time.perf_counter() - t0)
 
-result = {"frames": spec.n_frames, "resolution": f"{args.width}x{args.height}", "threads": 1,
-          "render_frames_per_s": round(render_fps, 1), "session_frames_per_s": round(session_fps, 1),
-          "target_frames_per_s": 200, "machine": f"{platform.machine()} {platform.processor() or ''} "
-          f"{__import__('os').cpu_count()} cores".strip()}
+result = {
+    "frames": spec.n_frames,
+    "resolution": f"{args.width}x{args.height}",
+    "threads": 1,
+    "render_frames_per_s": round(render_fps, 1),
+    "session_frames_per_s": round(session_fps, 1),
+    "target_frames_per_s": 200,
+    "machine": f"{platform.machine()} {platform.processor() or ''} {__import__('os').cpu_count()} cores".strip(),
+}
 print(json.dumps(result, indent=2))

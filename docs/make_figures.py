@@ -26,13 +26,22 @@ p.add_argument("--ckpt-path", required=True)
 p.add_argument("--work", default="/tmp/painface_figures")
 p.add_argument("--mice-per-group", type=int, default=5)
 p.add_argument("--time-scale", type=float, default=0.1)
-p.add_argument("--signal", type=float, default=2.0, help="planted expression scale; the demo checkpoint is trained at 2.0")
+p.add_argument(
+    "--signal", type=float, default=2.0, help="planted expression scale; the demo checkpoint is trained at 2.0"
+)
 args = p.parse_args()
 work = Path(args.work)
 
 study = work / "ac_study"
-run_study(DOCS.parent / "experiments/ac_dose_response.yaml", args.ckpt_path, study, mice_per_group=args.mice_per_group,
-          time_scale=args.time_scale, fps=10, signal=args.signal)
+run_study(
+    DOCS.parent / "experiments/ac_dose_response.yaml",
+    args.ckpt_path,
+    study,
+    mice_per_group=args.mice_per_group,
+    time_scale=args.time_scale,
+    fps=10,
+    signal=args.signal,
+)
 shutil.copy(study / "results/time_course.png", DOCS / "ac_time_course.png")
 shutil.copy(study / "results/window_average.png", DOCS / "ac_window_average.png")
 store = study / "store"
@@ -60,6 +69,11 @@ for i, image in enumerate(sheet["image"]):
     for unit in MGS_UNITS:  # a scorer who sees the planted intensity, with some disagreement
         sheet.loc[i, unit] = int(np.clip(round(2 * truth[(session, int(frame))] + rng.normal(0, 0.4)), 0, 2))
 sheet.to_csv(kit / "filled.csv", index=False)
-compare(kit / "filled.csv", kit / "KEY_do_not_open_until_scored.csv", work / "mgs", predictions=study / "predictions.parquet")
+compare(
+    kit / "filled.csv",
+    kit / "KEY_do_not_open_until_scored.csv",
+    work / "mgs",
+    predictions=study / "predictions.parquet",
+)
 shutil.copy(work / "mgs/mgs_agreement.png", DOCS / "mgs_agreement.png")
 print(f"figures written to {DOCS}")

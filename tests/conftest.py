@@ -20,8 +20,15 @@ os.environ.setdefault("WANDB_SILENT", "true")
 STUDY = {
     "name": "test_study",
     "generate": {
-        "seed": 7, "fps": 10, "width": 320, "height": 180, "cameras": 2, "pre_min": 0.25, "post_min": 0.25,
-        "zero_fraction": 0.0, "signal": 3.0,
+        "seed": 7,
+        "fps": 10,
+        "width": 320,
+        "height": 180,
+        "cameras": 2,
+        "pre_min": 0.25,
+        "post_min": 0.25,
+        "zero_fraction": 0.0,
+        "signal": 3.0,
         "groups": {
             "ac": {"n": 6, "females": 2, "timeline": [[0, 0.9], [1, 0.9]]},
             "b6": {"n": 2, "strain": "C57BL/6", "timeline": [[0, 0.9], [1, 0.9]]},
@@ -71,11 +78,61 @@ def compose(store, tmp_path):
     def _compose(*overrides, config_name="train"):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=[
-                "data=store", f"data.store={store}", f"paths.output_dir={tmp_path}", "data.num_workers=0",
-                "data.persistent_workers=false", "data.samples_per_epoch=64", "data.batch_size=32", "data.n_folds=2",
-                "model.net.input_size=64", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-                *overrides])
+            cfg = hydra_compose(
+                config_name=config_name,
+                overrides=[
+                    "data=store",
+                    f"data.store={store}",
+                    f"paths.output_dir={tmp_path}",
+                    "data.num_workers=0",
+                    "data.persistent_workers=false",
+                    "data.samples_per_epoch=64",
+                    "data.batch_size=32",
+                    "data.n_folds=2",
+                    "model.net.input_size=64",
+                    "trainer.accelerator=cpu",
+                    "trainer.enable_progress_bar=false",
+                    *overrides,
+                ],
+            )
         return cfg
 
     return _compose
+
+
+# shared by the analysis, report, render and notebook tests
+ANALYSIS_STUDY = {
+    "name": "t",
+    "analysis": {
+        "group_column": "treatment",
+        "control": "ac",
+        "order": ["ac", "b6"],
+        "windows": {"pre": [-1, 0], "post": [0, 1]},
+        "summary_window": "post",
+    },
+}
+
+
+def fake_predictions(store, tmp_path, p=None):
+    """Predictions with known probabilities: 0.9 for post crops, 0.2 for pre crops."""
+    import numpy as np
+
+    from painface.predictions import write_predictions
+    from painface.store import read_index, store_meta
+
+    idx = read_index(store)
+    pp = np.where(idx["phase"] == "post", 0.9, 0.2) if p is None else p(idx)
+    pred = idx[
+        ["crop_id", "session_id", "mouse_id", "treatment", "phase", "camera", "frame", "time_s", "label"]
+    ].assign(p_pain=pp, p_no_pain=1 - pp)
+    path = tmp_path / "pred.parquet"
+    write_predictions(pred, path, {"store_id": store_meta(store)["store_id"], "checkpoint": "none"})
+    return path
+
+
+def analysis_study_file(tmp_path, **change):
+    doc = yaml.safe_load(yaml.safe_dump(ANALYSIS_STUDY))
+    doc["analysis"].update(change)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path

@@ -9,28 +9,8 @@ from painface.analysis import StudyAnalysisError, analyze_study, per_minute_tabl
 from painface.predict import PredictionError, read_predictions, write_predictions
 from painface.stats import StatsError
 from painface.store import read_index, store_meta
-
-STUDY = {"name": "t", "analysis": {"group_column": "treatment", "control": "ac", "order": ["ac", "b6"],
-                                   "windows": {"pre": [-1, 0], "post": [0, 1]}, "summary_window": "post"}}
-
-
-def _fake_predictions(store, tmp_path, p=None):
-    """Predictions with known probabilities: 0.9 for post crops, 0.2 for pre crops."""
-    idx = read_index(store)
-    pp = np.where(idx["phase"] == "post", 0.9, 0.2) if p is None else p(idx)
-    pred = idx[["crop_id", "session_id", "mouse_id", "treatment", "phase", "camera", "frame", "time_s", "label"]].assign(
-        p_pain=pp, p_no_pain=1 - pp)
-    path = tmp_path / "pred.parquet"
-    write_predictions(pred, path, {"store_id": store_meta(store)["store_id"], "checkpoint": "none"})
-    return path
-
-
-def _study(tmp_path, **change):
-    doc = yaml.safe_load(yaml.safe_dump(STUDY))
-    doc["analysis"].update(change)
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+from tests.conftest import analysis_study_file as _study
+from tests.conftest import fake_predictions as _fake_predictions
 
 
 def test_per_minute_counts_against_the_store(store, tmp_path):
@@ -51,6 +31,29 @@ def test_report_and_tables_are_written(store, tmp_path):
     assert "data:image/png;base64" in html and "Methods" in html and store_meta(store)["store_id"] in html
     stats = pd.read_csv(tmp_path / "out" / "statistics.csv")
     assert stats.loc[0, "test"] == "unpaired t-test"
+    # the methods text states the crop rules the store was actually extracted with
+    extraction = store_meta(store)["extraction"]
+    assert f"likelihood &gt;= {extraction['threshold']:g}" in html  # HTML-escaped
+    assert "an unpaired two-tailed t-test" in html
+
+
+def test_a_labs_own_report_template(store, tmp_path):
+    template = tmp_path / "mine.html.j2"
+    template.write_text("<h1>Lab X: {{ name }}</h1>{{ methods }}{% for f in figures %}<img src='{{ f }}'>{% endfor %}")
+    report = analyze_study(
+        _study(tmp_path), _fake_predictions(store, tmp_path), store, tmp_path / "out", template=template
+    )
+    html = report.read_text()
+    assert html.startswith("<h1>Lab X: t</h1>") and html.count("data:image/png;base64") == 2
+    (tmp_path / "bad.html.j2").write_text("{{ no_such_variable }}")
+    with pytest.raises(ValueError, match="bad.html.j2.*no_such_variable"):
+        analyze_study(
+            _study(tmp_path),
+            _fake_predictions(store, tmp_path),
+            store,
+            tmp_path / "o2",
+            template=tmp_path / "bad.html.j2",
+        )
 
 
 def test_unknown_group_or_column(store, tmp_path):
@@ -67,7 +70,7 @@ def test_predictions_for_another_store(store, tmp_path):
     pred = _fake_predictions(store, tmp_path)
     other = tmp_path / "other"
     shutil.copytree(store, other)
-    meta = (other / "store.json")
+    meta = other / "store.json"
     meta.write_text(meta.read_text().replace(store_meta(store)["store_id"], "0" * 32))
     with pytest.raises(PredictionError, match="another store"):
         analyze_study(_study(tmp_path), pred, other, tmp_path / "o")
@@ -85,14 +88,33 @@ def test_single_animal_group_is_refused(store, tmp_path):
 @pytest.mark.slow
 def test_ac_dose_response_study_end_to_end(compose, tmp_path):
     """The planted answer: groups ordered by dose, AC 1 % differs from vehicle at p < 0.05."""
-    from painface.study_run import run_study
+    from painface.synthetic.study_run import run_study
     from painface.training import train
 
-    train(compose("trainer.max_epochs=6", "data.samples_per_epoch=1024", "data.batch_size=64",
-                  "data.strains=[BALB/c]", "data.n_folds=3", "~callbacks.gradcam"))
+    train(
+        compose(
+            "trainer.max_epochs=6",
+            "data.samples_per_epoch=1024",
+            "data.batch_size=64",
+            "data.strains=[BALB/c]",
+            "data.n_folds=3",
+            "~callbacks.gradcam",
+        )
+    )
     ckpt = next((tmp_path / "checkpoints").glob("epoch*.ckpt"))
-    report = run_study("experiments/ac_dose_response.yaml", ckpt, tmp_path / "study", mice_per_group=4,
-                       time_scale=0.1, crop_size=64, signal=3.0, fps=5, width=320, height=180, show_progress=False)
+    report = run_study(
+        "experiments/ac_dose_response.yaml",
+        ckpt,
+        tmp_path / "study",
+        mice_per_group=4,
+        time_scale=0.1,
+        crop_size=64,
+        signal=3.0,
+        fps=5,
+        width=320,
+        height=180,
+        show_progress=False,
+    )
     assert report.exists()
     animals = pd.read_csv(tmp_path / "study" / "results" / "per_animal.csv")
     means = animals.groupby("treatment")["pain_probability"].mean()
@@ -110,8 +132,12 @@ def test_every_window_is_tested_and_an_empty_window_is_refused(store, tmp_path):
     assert set(per_window.loc[per_window.window == "pre", "pain_probability"]) == {0.0}
     assert set(per_window.loc[per_window.window == "post", "pain_probability"]) == {1.0}
     with pytest.raises(StudyAnalysisError, match=r"analysis.windows.pre: \[30, 0\] is empty"):
-        analyze_study(_study(tmp_path, windows={"pre": [30, 0], "post": [0, 1]}), _fake_predictions(store, tmp_path),
-                      store, tmp_path / "o")
+        analyze_study(
+            _study(tmp_path, windows={"pre": [30, 0], "post": [0, 1]}),
+            _fake_predictions(store, tmp_path),
+            store,
+            tmp_path / "o",
+        )
 
 
 def test_paired_analysis_within_animals(store, tmp_path):
@@ -122,14 +148,22 @@ def test_paired_analysis_within_animals(store, tmp_path):
     # per mouse: a fraction of post crops above 0.5 that differs between mice
     p = lambda idx: np.where((idx["phase"] == "post") & (rng.random(len(idx)) < idx["mouse_id"].map(level)), 0.9, 0.2)  # noqa: E731
     pred = _fake_predictions(store, tmp_path, p)
-    study = _study(tmp_path, group_column="phase", control="pre", order=["pre", "post"], windows={"all": [-1, 1]},
-                   summary_window="all", paired=True)
+    study = _study(
+        tmp_path,
+        group_column="phase",
+        control="pre",
+        order=["pre", "post"],
+        windows={"all": [-1, 1]},
+        summary_window="all",
+        paired=True,
+    )
     analyze_study(study, pred, store, tmp_path / "out")
     stats = pd.read_csv(tmp_path / "out" / "statistics.csv")
-    animals = pd.read_csv(tmp_path / "out" / "per_animal.csv").pivot(index="mouse_id", columns="phase",
-                                                                     values="pain_probability")
+    animals = pd.read_csv(tmp_path / "out" / "per_animal.csv").pivot(
+        index="mouse_id", columns="phase", values="pain_probability"
+    )
     d = animals["post"] - animals["pre"]
-    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))   # the paired t statistic by hand
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))  # the paired t statistic by hand
     assert stats.loc[0, "test"] == "paired t-test" and stats.loc[0, "n_pairs"] == len(mice)
     assert stats.loc[0, "statistic"] == pytest.approx(t)
 
@@ -138,8 +172,11 @@ def test_paired_t_test_by_hand_matches_animals_not_order():
     from painface.stats import compare_groups
 
     # differences 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.4641, df 2
-    out = compare_groups({"drug": [3.0, 4.0, 6.0], "vehicle": [3.0, 2.0, 2.0]}, "vehicle",
-                         subjects={"drug": ["c", "a", "b"], "vehicle": ["b", "c", "a"]})
+    out = compare_groups(
+        {"drug": [3.0, 4.0, 6.0], "vehicle": [3.0, 2.0, 2.0]},
+        "vehicle",
+        subjects={"drug": ["c", "a", "b"], "vehicle": ["b", "c", "a"]},
+    )
     # pairs: a 4-2, b 6-3, c 3-2 -> differences 2, 3, 1
     assert out.loc[0, "statistic"] == pytest.approx(3.4641, abs=1e-4) and out.loc[0, "n_pairs"] == 3
     with pytest.raises(StatsError, match="exactly two conditions"):
@@ -150,14 +187,24 @@ def test_crossover_study_renders_the_same_animals_in_every_group(tmp_path):
     from painface.synthetic.study import StudyError, load_generate_spec, session_specs
 
     path = tmp_path / "x.yaml"
-    doc = {"name": "x", "generate": {"crossover": True, "pre_min": 0, "post_min": 1, "groups": {
-        "vehicle": {"n": 3, "females": 3, "timeline": [[0, 0.1]]}, "cgrp": {"n": 3, "females": 3, "timeline": [[0, 0.5]]}}}}
+    doc = {
+        "name": "x",
+        "generate": {
+            "crossover": True,
+            "pre_min": 0,
+            "post_min": 1,
+            "groups": {
+                "vehicle": {"n": 3, "females": 3, "timeline": [[0, 0.1]]},
+                "cgrp": {"n": 3, "females": 3, "timeline": [[0, 0.5]]},
+            },
+        },
+    }
     path.write_text(yaml.safe_dump(doc))
     sessions = session_specs(load_generate_spec(path)[1])
-    assert len(sessions) == 6 and {s.phase for s in sessions} == {"post"}   # pre_min 0: no pre recording
+    assert len(sessions) == 6 and {s.phase for s in sessions} == {"post"}  # pre_min 0: no pre recording
     by = {(s.treatment, s.mouse.mouse_id): s for s in sessions}
     for m in ("m01", "m02", "m03"):
-        assert by[("vehicle", m)].mouse == by[("cgrp", m)].mouse            # one individual, both conditions
+        assert by[("vehicle", m)].mouse == by[("cgrp", m)].mouse  # one individual, both conditions
         assert by[("vehicle", m)].session_id != by[("cgrp", m)].session_id
         assert by[("vehicle", m)].seed != by[("cgrp", m)].seed
     doc["generate"]["groups"]["cgrp"]["n"] = 4
@@ -171,7 +218,10 @@ def test_the_torch_free_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, painface.analysis, painface.scoring, painface.stats, painface.predictions, painface.report; "
-            "print(sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules))")
+    code = (
+        "import sys, painface.analysis, painface.scoring, painface.stats, painface.predictions, painface.report, "
+        "painface.calibration, painface.figures; "
+        "print(sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr[-500:])

@@ -18,8 +18,9 @@ PAINFACE = [sys.executable, "-c", "import sys; from painface.cli import main; sy
 
 
 def _run(cmd, cwd=None):
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**__import__("os").environ,
-                                                                            "WANDB_MODE": "offline"})
+    return subprocess.run(
+        cmd, capture_output=True, text=True, cwd=cwd, env={**__import__("os").environ, "WANDB_MODE": "offline"}
+    )
 
 
 def _one_error_line(r, *names, code=1):
@@ -79,6 +80,7 @@ def _set_first(col, value):
     def change(m, _):
         m[col] = m[col].astype(object) if col in m else None
         m.at[0, col] = value
+
     return change
 
 
@@ -93,19 +95,41 @@ MANIFEST_CASES = {
     "empty session id": (_set_first("session_id", ""), ["m.csv", "row 2", "session_id"]),
     "missing column": (lambda m, _: m.drop(columns=["fps"], inplace=True), ["m.csv", "fps"]),
     "header only": (lambda m, _: m.drop(m.index, inplace=True), ["m.csv", "no rows"]),
-    "colliding session names": (lambda m, _: m.__setitem__("session_id", ["m01 pre", "m01_pre"]) or
-                                m.__setitem__("camera", ["cam1", "cam1"]), ["m.csv", "m01 pre", "m01_pre"]),
-    "duplicate session and camera": (lambda m, _: m.__setitem__("camera", ["cam1", "cam1"]) or
-                                     m.__setitem__("session_id", ["s", "s"]), ["m.csv", "duplicate"]),
-    "likelihood above 1": (lambda m, t: _kp_copy(m, t, lambda df: df.__setitem__(
-        [c for c in df.columns if c[2] == "likelihood"][0], 5.0)), ["DLC", "likelihood 5", "outside [0, 1]"]),
-    "negative likelihood": (lambda m, t: _kp_copy(m, t, lambda df: df.__setitem__(
-        [c for c in df.columns if c[2] == "likelihood"][0], -0.5)), ["DLC", "outside [0, 1]"]),
-    "NaN coordinate at likelihood 1": (lambda m, t: _kp_copy(m, t, lambda df: (
-        df.__setitem__([c for c in df.columns if c[2] == "likelihood"][0], 1.0),
-        df.__setitem__([c for c in df.columns if c[2] == "x"][0], np.nan))), ["DLC", "not finite"]),
-    "missing body part": (lambda m, t: _kp_copy(m, t, lambda df: df.drop(
-        columns=[c for c in df.columns if c[1] == "nose"], inplace=True)), ["DLC", "'nose'"]),
+    "colliding session names": (
+        lambda m, _: m.__setitem__("session_id", ["m01 pre", "m01_pre"]) or m.__setitem__("camera", ["cam1", "cam1"]),
+        ["m.csv", "m01 pre", "m01_pre"],
+    ),
+    "duplicate session and camera": (
+        lambda m, _: m.__setitem__("camera", ["cam1", "cam1"]) or m.__setitem__("session_id", ["s", "s"]),
+        ["m.csv", "duplicate"],
+    ),
+    "likelihood above 1": (
+        lambda m, t: _kp_copy(m, t, lambda df: df.__setitem__([c for c in df.columns if c[2] == "likelihood"][0], 5.0)),
+        ["DLC", "likelihood 5", "outside [0, 1]"],
+    ),
+    "negative likelihood": (
+        lambda m, t: _kp_copy(
+            m, t, lambda df: df.__setitem__([c for c in df.columns if c[2] == "likelihood"][0], -0.5)
+        ),
+        ["DLC", "outside [0, 1]"],
+    ),
+    "NaN coordinate at likelihood 1": (
+        lambda m, t: _kp_copy(
+            m,
+            t,
+            lambda df: (
+                df.__setitem__([c for c in df.columns if c[2] == "likelihood"][0], 1.0),
+                df.__setitem__([c for c in df.columns if c[2] == "x"][0], np.nan),
+            ),
+        ),
+        ["DLC", "not finite"],
+    ),
+    "missing body part": (
+        lambda m, t: _kp_copy(
+            m, t, lambda df: df.drop(columns=[c for c in df.columns if c[1] == "nose"], inplace=True)
+        ),
+        ["DLC", "'nose'"],
+    ),
     "keypoint file missing": (_set_first("keypoints", "/nonexistent/kp.h5"), ["kp.h5"]),
     "video missing": (_set_first("video", "/nonexistent/v.mp4"), ["v.mp4"]),
 }
@@ -175,26 +199,56 @@ def test_bad_checkpoint_for_score(kind, ckpt, store, tmp_path):
 @pytest.mark.parametrize("script", ["eval.py", "predict.py", "train.py"])
 def test_bad_checkpoint_for_the_hydra_scripts(script, kind, ckpt, store, tmp_path):
     bad = _ckpt_file(kind, tmp_path, ckpt)
-    extra = {"predict.py": [f"out={tmp_path / 'p.parquet'}"], "eval.py": ["data=store", "data.n_folds=2"],
-             "train.py": ["data=store", "data.n_folds=2", "model.net.input_size=64"]}[script]
+    extra = {
+        "predict.py": [f"out={tmp_path / 'p.parquet'}"],
+        "eval.py": ["data=store", "data.n_folds=2"],
+        "train.py": ["data=store", "data.n_folds=2", "model.net.input_size=64"],
+    }[script]
     out = [] if script == "predict.py" else [f"paths.output_dir={tmp_path / 'out'}"]
-    r = _run([sys.executable, str(ROOT / script), f"ckpt_path={bad}", f"data.store={store}", *extra,
-              f"hydra.run.dir={tmp_path / 'run'}", *out], cwd=tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            str(ROOT / script),
+            f"ckpt_path={bad}",
+            f"data.store={store}",
+            *extra,
+            f"hydra.run.dir={tmp_path / 'run'}",
+            *out,
+        ],
+        cwd=tmp_path,
+    )
     line = _one_error_line(r, bad.name)
     assert line.startswith("error:")
 
 
-TRAIN_KEYS = {"data.samples_per_epoch=0": "data.samples_per_epoch", "data.batch_size=0": "data.batch_size",
-              "data.num_workers=-1": "data.num_workers", "data.n_folds=-2": "data.n_folds",
-              "model.net.input_size=16": "model.net.input_size", "data.min_sharpness=-1": "data.min_sharpness",
-              "data.test_fold=0": "data.test_fold"}
+TRAIN_KEYS = {
+    "data.samples_per_epoch=0": "data.samples_per_epoch",
+    "data.batch_size=0": "data.batch_size",
+    "data.num_workers=-1": "data.num_workers",
+    "data.n_folds=-2": "data.n_folds",
+    "model.net.input_size=16": "model.net.input_size",
+    "data.min_sharpness=-1": "data.min_sharpness",
+    "data.test_fold=0": "data.test_fold",
+}
 
 
 @pytest.mark.parametrize("override", list(TRAIN_KEYS))
 def test_bad_training_values_name_the_key(override, store, tmp_path):
-    r = _run([sys.executable, str(ROOT / "train.py"), "data=store", f"data.store={store}", "data.n_folds=2",
-              "model.net.input_size=64", "trainer.max_epochs=1", override, f"hydra.run.dir={tmp_path / 'run'}",
-              f"paths.output_dir={tmp_path / 'out'}"], cwd=tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "data=store",
+            f"data.store={store}",
+            "data.n_folds=2",
+            "model.net.input_size=64",
+            "trainer.max_epochs=1",
+            override,
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ],
+        cwd=tmp_path,
+    )
     _one_error_line(r, TRAIN_KEYS[override])
     assert not (tmp_path / "out" / "metrics.json").exists()
 
@@ -206,25 +260,57 @@ def test_corrupt_index_under_train_and_score(store, ckpt, tmp_path):
     shutil.copytree(store, copy)
     part = sorted((copy / "parts").iterdir())[0]
     (part / "index.parquet").write_bytes(b"PAR1 this is not parquet")
-    r = _run([sys.executable, str(ROOT / "train.py"), "data=store", f"data.store={copy}", "data.n_folds=2",
-              "model.net.input_size=64", f"hydra.run.dir={tmp_path / 'run'}", f"paths.output_dir={tmp_path / 'out'}"],
-             cwd=tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "data=store",
+            f"data.store={copy}",
+            "data.n_folds=2",
+            "model.net.input_size=64",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ],
+        cwd=tmp_path,
+    )
     _one_error_line(r, f"{part.name}/index.parquet")
     r = _run([*PAINFACE, "score", "--ckpt-path", str(ckpt), "--store", str(copy), "--out", str(tmp_path / "p.parquet")])
     _one_error_line(r, f"{part.name}/index.parquet")
 
 
 def test_resuming_another_network_names_the_key(ckpt, store, tmp_path):
-    r = _run([sys.executable, str(ROOT / "train.py"), "data=store", f"data.store={store}", "data.n_folds=2",
-              "model=resnet18", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'run'}",
-              f"paths.output_dir={tmp_path / 'out'}"], cwd=tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "data=store",
+            f"data.store={store}",
+            "data.n_folds=2",
+            "model=resnet18",
+            f"ckpt_path={ckpt}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ],
+        cwd=tmp_path,
+    )
     _one_error_line(r, "model.net.name", "paper")
 
 
 def test_eval_says_which_network_it_evaluates(ckpt, store, tmp_path):
-    r = _run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={ckpt}", "data=store", f"data.store={store}",
-              "model=resnet18", "+trainer.limit_test_batches=1", f"hydra.run.dir={tmp_path / 'run'}",
-              f"paths.output_dir={tmp_path / 'out'}"], cwd=tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            str(ROOT / "eval.py"),
+            f"ckpt_path={ckpt}",
+            "data=store",
+            f"data.store={store}",
+            "model=resnet18",
+            "+trainer.limit_test_batches=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "evaluating the checkpoint's own network (paper, 64 px), not model=resnet18" in r.stderr
 
@@ -236,26 +322,80 @@ def test_predict_py_on_a_folder_with_a_corrupt_image(ckpt, tmp_path):
     folder.mkdir()
     cv2.imwrite(str(folder / "good.png"), np.full((80, 80, 3), 128, np.uint8))
     (folder / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    r = _run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={ckpt}", f"images={folder}",
-              f"out={tmp_path / 'p.parquet'}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            str(ROOT / "predict.py"),
+            f"ckpt_path={ckpt}",
+            f"images={folder}",
+            f"out={tmp_path / 'p.parquet'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+    )
     _one_error_line(r, "bad.jpg", "corrupt or unreadable image")
     assert not (tmp_path / "p.parquet").exists()
 
 
 def test_other_commands(ckpt, store, tmp_path):
-    r = _run([*PAINFACE, "explain", "--ckpt-path", str(ckpt), "--store", str(store), "--out", str(tmp_path / "x"),
-              "--n", "0"])
+    r = _run(
+        [
+            *PAINFACE,
+            "explain",
+            "--ckpt-path",
+            str(ckpt),
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "x"),
+            "--n",
+            "0",
+        ]
+    )
     _one_error_line(r, "--n")
-    r = _run([*PAINFACE, "score", "--ckpt-path", str(ckpt), "--store", str(store), "--out", str(tmp_path / "p.parquet"),
-              "--temperature", "abc"])
+    r = _run(
+        [
+            *PAINFACE,
+            "score",
+            "--ckpt-path",
+            str(ckpt),
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "p.parquet"),
+            "--temperature",
+            "abc",
+        ]
+    )
     _one_error_line(r, "--temperature", "'abc'")
-    r = _run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={ckpt}", f"data.store={store}", "temperature=auto",
-              f"out={tmp_path / 'p.parquet'}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            str(ROOT / "predict.py"),
+            f"ckpt_path={ckpt}",
+            f"data.store={store}",
+            "temperature=auto",
+            f"out={tmp_path / 'p.parquet'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+    )
     _one_error_line(r, "calibration.json")
     study = tmp_path / "study.yaml"
     study.write_text(json.dumps({"analysis": {"windows": {"pre": [30, 0]}, "summary_window": "pre"}}))
-    r = _run([*PAINFACE, "analyze", str(study), "--predictions", str(tmp_path / "none.parquet"), "--store", str(store),
-              "--out", str(tmp_path / "a")])
+    r = _run(
+        [
+            *PAINFACE,
+            "analyze",
+            str(study),
+            "--predictions",
+            str(tmp_path / "none.parquet"),
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "a"),
+        ]
+    )
     _one_error_line(r, "study.yaml", "analysis.windows.pre")
 
 
@@ -280,11 +420,36 @@ def test_key_value_option_values_are_not_rewritten(manifest, store, tmp_path):
     for col in ("video", "keypoints"):
         m[col] = [str(manifest.parent / p) for p in m[col]]
     m.to_csv(tmp_path / "m.csv", index=False)
-    r = _run([*PAINFACE, "extract", str(tmp_path / "m.csv"), "--store", str(tmp_path / "s"), "--crop-size", "32",
-              "--bodypart-map", "nose=nose", "right_eye=right_eye", "left_eye=left_eye"])
+    r = _run(
+        [
+            *PAINFACE,
+            "extract",
+            str(tmp_path / "m.csv"),
+            "--store",
+            str(tmp_path / "s"),
+            "--crop-size",
+            "32",
+            "--bodypart-map",
+            "nose=nose",
+            "right_eye=right_eye",
+            "left_eye=left_eye",
+        ]
+    )
     assert r.returncode == 0, r.stderr[-1500:]
-    r = _run([*PAINFACE, "store", "export", str(store), "--out", str(tmp_path / "x"), "--n", "1000",
-              "--query", "phase=='post'"])
+    r = _run(
+        [
+            *PAINFACE,
+            "store",
+            "export",
+            str(store),
+            "--out",
+            str(tmp_path / "x"),
+            "--n",
+            "1000",
+            "--query",
+            "phase=='post'",
+        ]
+    )
     assert r.returncode == 0, r.stderr[-1500:]
     assert len(list((tmp_path / "x").glob("*.png"))) == int((read_index(store)["phase"] == "post").sum())
 
@@ -294,8 +459,16 @@ def test_model_export_round_trip_without_pickle(compose, store, tmp_path):
     probabilities as the checkpoint; the config and card describe the training data."""
     from painface.training import train
 
-    train(compose("trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2",
-                  "~callbacks.gradcam", "logger=csv", "data.strains=[BALB/c]"))
+    train(
+        compose(
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=2",
+            "~callbacks.gradcam",
+            "logger=csv",
+            "data.strains=[BALB/c]",
+        )
+    )
     run = tmp_path
     r = _run([*PAINFACE, "model", "export", str(run), "--out", str(tmp_path / "bundle")])
     assert r.returncode == 0, r.stderr[-1500:]
@@ -305,16 +478,36 @@ def test_model_export_round_trip_without_pickle(compose, store, tmp_path):
     assert "BALB/c" in (tmp_path / "bundle" / "MODEL_CARD.md").read_text()
     ckpt = json.loads((run / "metrics.json").read_text())["checkpoint"]
     a = _run([*PAINFACE, "score", "--ckpt-path", ckpt, "--store", str(store), "--out", str(tmp_path / "a.parquet")])
-    b = _run([*PAINFACE, "score", "--model", str(tmp_path / "bundle"), "--store", str(store),
-              "--out", str(tmp_path / "b.parquet")])
+    b = _run(
+        [
+            *PAINFACE,
+            "score",
+            "--model",
+            str(tmp_path / "bundle"),
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "b.parquet"),
+        ]
+    )
     assert a.returncode == 0 and b.returncode == 0, (a.stderr[-800:], b.stderr[-800:])
     pa, pb = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
     np.testing.assert_allclose(pa["p_pain"], pb["p_pain"], atol=1e-6)
     # the test store also holds C57BL/6 mice, which this model never saw: said in one line
     assert "strain(s) C57BL/6 the model never saw" in b.stderr
     (tmp_path / "bundle" / "model.safetensors").write_bytes(b"broken")
-    r = _run([*PAINFACE, "score", "--model", str(tmp_path / "bundle"), "--store", str(store),
-              "--out", str(tmp_path / "c.parquet")])
+    r = _run(
+        [
+            *PAINFACE,
+            "score",
+            "--model",
+            str(tmp_path / "bundle"),
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "c.parquet"),
+        ]
+    )
     _one_error_line(r, "model.safetensors")
 
 
@@ -323,10 +516,10 @@ def test_command_line_conventions():
 
     r = _run([sys.executable, "-m", "painface", "--version"])
     assert r.returncode == 0 and r.stdout.strip() == f"painface {__version__}"
-    r = _run([sys.executable, "-m", "painface"])   # no command: the help, not an error
+    r = _run([sys.executable, "-m", "painface"])  # no command: the help, not an error
     assert r.returncode == 0 and "usage: painface" in r.stdout and "extract" in r.stdout
     r = _run([sys.executable, "-m", "painface", "extract", "--help"])
-    assert r.returncode == 0 and "(default: 2)" in r.stdout   # defaults shown
+    assert r.returncode == 0 and "(default: 2)" in r.stdout  # defaults shown
 
 
 def test_score_query_leaves_blurred_crops_out(ckpt, store, tmp_path):
@@ -334,8 +527,20 @@ def test_score_query_leaves_blurred_crops_out(ckpt, store, tmp_path):
 
     idx = read_index(store)
     cut = float(idx["sharpness"].median())
-    r = _run([*PAINFACE, "score", "--ckpt-path", str(ckpt), "--store", str(store), "--out", str(tmp_path / "p.parquet"),
-              "--query", f"sharpness >= {cut}"])
+    r = _run(
+        [
+            *PAINFACE,
+            "score",
+            "--ckpt-path",
+            str(ckpt),
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "p.parquet"),
+            "--query",
+            f"sharpness >= {cut}",
+        ]
+    )
     assert r.returncode == 0, r.stderr[-1000:]
     assert len(pd.read_parquet(tmp_path / "p.parquet")) == int((idx["sharpness"] >= cut).sum())
 
@@ -350,18 +555,24 @@ def test_a_full_disk_names_the_video_and_leaves_no_temporaries(good_manifest, tm
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # 20 kB: store.json fits, the crops do not
 
-    r = subprocess.run([*PAINFACE, "extract", str(tmp_path / "m.csv"), "--store", str(root), "--crop-size", "64",
-                        "--workers", "1"], capture_output=True, text=True, preexec_fn=limit)
+    r = subprocess.run(
+        [*PAINFACE, "extract", str(tmp_path / "m.csv"), "--store", str(root), "--crop-size", "64", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-1500:]
     errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
-    assert len(errors) == len(good_manifest), errors            # one line per video, naming it
+    assert len(errors) == len(good_manifest), errors  # one line per video, naming it
     for video, line in zip(sorted(good_manifest["video"]), sorted(errors)):
         assert Path(video).name in line and "cannot write its part" in line, line
     assert not list((root / "parts").glob(".tmp-*")) and not [p for p in (root / "parts").iterdir()]
 
 
 def test_commands_that_load_a_checkpoint_print_no_lightning_banner(ckpt, store, tmp_path):
-    r = _run([*PAINFACE, "score", "--ckpt-path", str(ckpt), "--store", str(store), "--out", str(tmp_path / "p.parquet")])
+    r = _run(
+        [*PAINFACE, "score", "--ckpt-path", str(ckpt), "--store", str(store), "--out", str(tmp_path / "p.parquet")]
+    )
     assert r.returncode == 0 and "GPU available" not in r.stderr and "Tip:" not in r.stderr, r.stderr[-800:]
 
 
@@ -369,9 +580,21 @@ def test_eval_on_a_store_with_fewer_mice_than_folds(ckpt, store, tmp_path):
     from painface.store import read_index
 
     mice = sorted(read_index(store)["mouse_id"].unique())[:3]
-    r = _run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={ckpt}", "data=store", f"data.store={store}",
-              "model.net.input_size=64", f"data.mice=[{','.join(mice)}]", "+trainer.limit_test_batches=1",
-              f"hydra.run.dir={tmp_path / 'run'}", f"paths.output_dir={tmp_path / 'out'}"], cwd=tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            str(ROOT / "eval.py"),
+            f"ckpt_path={ckpt}",
+            "data=store",
+            f"data.store={store}",
+            "model.net.input_size=64",
+            f"data.mice=[{','.join(mice)}]",
+            "+trainer.limit_test_batches=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-1500:]
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["test_on"] == "every selected mouse of the store"
 

@@ -13,9 +13,9 @@ def test_paper_crop_rules_by_hand():
     left = _pts([20, 40, 0.91], [0, 0, np.nan], [8, 2, 0.9], [0, 0, 0.99], [0, 0, 0.1], [0, 0, 0.99])
     rule, centre, reason = crop_rules(nose, right, left, threshold=0.9)
     assert list(rule) == ["i", "ii", "iii", "iv", "iv", "iv"]
-    np.testing.assert_allclose(centre[0], [10, 20])   # (i) midpoint of the eyes
-    np.testing.assert_allclose(centre[1], [4, 6])     # (ii) right eye; NaN left likelihood = not found
-    np.testing.assert_allclose(centre[2], [8, 2])     # (iii) left eye at exactly the threshold counts
+    np.testing.assert_allclose(centre[0], [10, 20])  # (i) midpoint of the eyes
+    np.testing.assert_allclose(centre[1], [4, 6])  # (ii) right eye; NaN left likelihood = not found
+    np.testing.assert_allclose(centre[2], [8, 2])  # (iii) left eye at exactly the threshold counts
     assert np.isnan(centre[3:]).all()
     assert list(reason) == ["", "", "", "no_nose", "no_eye", "no_nose"]
 
@@ -28,7 +28,7 @@ def test_threshold_is_configurable():
 
 def test_crop_size_scales_with_resolution():
     assert crop_size_for(2160) == 800
-    assert crop_size_for(720) == 267      # 800 * 720 / 2160 = 266.7
+    assert crop_size_for(720) == 267  # 800 * 720 / 2160 = 266.7
     assert crop_size_for(360) == 133
 
 
@@ -36,7 +36,7 @@ def test_crops_crossing_the_border_are_padded():
     frame = np.arange(100, dtype=np.uint8).reshape(10, 10, 1).repeat(3, axis=2)
     patch = cut(frame, crop_box((1, 1), 6))
     assert patch.shape == (6, 6, 3)
-    assert patch[0, 0, 0] == 0 and patch[:2].max() == 0          # padded rows above the frame
+    assert patch[0, 0, 0] == 0 and patch[:2].max() == 0  # padded rows above the frame
     assert patch[2, 2, 0] == frame[0, 0, 0] and patch[5, 5, 0] == frame[3, 3, 0]
     inside = cut(frame, crop_box((5, 5), 4))
     np.testing.assert_array_equal(inside, frame[3:7, 3:7])

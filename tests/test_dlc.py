@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import pytest
+import yaml
 
 from painface.dlc import DLCError, analyze_video, read_project, relocate_project, train_face_model
 from painface.extract import ExtractConfig, extract
@@ -65,11 +66,29 @@ def test_train_offline_analyze_downscaled_and_crop(project, clip, tmp_path):
     # crop from DeepLabCut's output, mapping the open-field body parts onto the face points;
     # a two-epoch model is unsure, so the likelihood threshold is lowered for this check
     manifest = tmp_path / "manifest.csv"
-    write_manifest(pd.DataFrame([{
-        "session_id": "m3v1", "mouse_id": "m3", "sex": "male", "strain": "C57BL/6", "treatment": "none", "phase": "pre",
-        "camera": "top", "video": str(clip), "keypoints": str(h5), "fps": 30, "treatment_time_s": 0}]), manifest)
-    cfg = ExtractConfig(crop_size=64, threshold=0.0,
-                        bodypart_map={"nose": "snout", "right_eye": "rightear", "left_eye": "leftear"})
+    write_manifest(
+        pd.DataFrame(
+            [
+                {
+                    "session_id": "m3v1",
+                    "mouse_id": "m3",
+                    "sex": "male",
+                    "strain": "C57BL/6",
+                    "treatment": "none",
+                    "phase": "pre",
+                    "camera": "top",
+                    "video": str(clip),
+                    "keypoints": str(h5),
+                    "fps": 30,
+                    "treatment_time_s": 0,
+                }
+            ]
+        ),
+        manifest,
+    )
+    cfg = ExtractConfig(
+        crop_size=64, threshold=0.0, bodypart_map={"nose": "snout", "right_eye": "rightear", "left_eye": "leftear"}
+    )
     summary, errors = extract(manifest, tmp_path / "store", cfg, show_progress=False)
     assert not errors and summary.loc[0, "frames"] == 45
     assert len(read_index(tmp_path / "store")) == 45
@@ -86,13 +105,30 @@ def test_sigkilled_dlc_command_leaves_no_deeplabcut_subprocess(tmp_path):
     for p in dst.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     relocate_project(dst / "config.yaml")
-    proc = subprocess.Popen([*PAINFACE, "dlc", "train", str(dst / "config.yaml"), "--net-type", "cspnext_s",
-                             "--epochs", "50", "--image-size", "256", "--no-augment"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            *PAINFACE,
+            "dlc",
+            "train",
+            str(dst / "config.yaml"),
+            "--net-type",
+            "cspnext_s",
+            "--epochs",
+            "50",
+            "--image-size",
+            "256",
+            "--no-augment",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     end, kids = time.monotonic() + 60, set()
     while not kids and time.monotonic() < end:  # the DeepLabCut runner is a child process
-        kids = {k for k in _children(proc.pid)
-                if b"painface.dlc" in Path(f"/proc/{k}/cmdline").read_bytes()} if proc.poll() is None else set()
+        kids = (
+            {k for k in _children(proc.pid) if b"painface.dlc" in Path(f"/proc/{k}/cmdline").read_bytes()}
+            if proc.poll() is None
+            else set()
+        )
         time.sleep(0.1)
     assert kids, "no DeepLabCut subprocess appeared"
     time.sleep(2.0)
@@ -100,3 +136,12 @@ def test_sigkilled_dlc_command_leaves_no_deeplabcut_subprocess(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not _wait_gone(kids, 15), f"DeepLabCut processes outlived painface: {_alive(kids)}"
+
+
+def test_relocate_edits_the_project_with_deeplabcuts_own_writer(project):
+    text = project.read_text()
+    cfg = yaml.safe_load(text)
+    assert cfg["project_path"] == str(project.parent)
+    # the one labelled video, with its frames' real size (the shipped file had a placeholder key)
+    assert cfg["video_sets"] == {str(project.parent / "videos" / "m4s1.mp4"): {"crop": "0, 640, 0, 480"}}
+    assert "# Project path (change when moving around)" in text  # the file keeps its comments

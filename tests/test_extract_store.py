@@ -25,9 +25,11 @@ def test_store_holds_every_face_the_rules_accept(store, manifest):
     assert len(idx) == expected
     assert set(idx.columns) >= set(st.INDEX_COLUMNS)
     assert idx["crop_id"].is_unique
-    assert set(idx.loc[idx.phase == "pre", "label"]) == {"no_pain"} and set(idx.loc[idx.phase == "post", "label"]) == {"pain"}
+    assert set(idx.loc[idx.phase == "pre", "label"]) == {"no_pain"} and set(idx.loc[idx.phase == "post", "label"]) == {
+        "pain"
+    }
     pre = idx[idx.phase == "pre"]
-    assert (pre["time_s"] < 0).all()          # minutes before the injection are negative
+    assert (pre["time_s"] < 0).all()  # minutes before the injection are negative
     img = st.CropReader(store).read(*idx.iloc[0][["image", "offset", "nbytes"]])
     assert img.shape == (64, 64, 3) and img.std() > 5
 
@@ -57,7 +59,7 @@ def test_bad_videos_fail_alone(manifest, tmp_path):
     df.loc[0, "video"], df.loc[1, "video"] = str(trunc), str(empty)
     write_manifest(df, m)
     summary, errors = extract(m, tmp_path / "store", ExtractConfig(crop_size=32), show_progress=False)
-    assert len(summary) == 1                       # the good video still finished
+    assert len(summary) == 1  # the good video still finished
     assert any("trunc.mp4" in e for e in errors) and any("empty.mp4" in e and "0 bytes" in e for e in errors)
     assert not list((tmp_path / "store" / "parts").glob(".tmp-*"))
 
@@ -85,7 +87,7 @@ def test_store_of_another_version_or_missing_images(store, tmp_path):
     blob = next(b for b in (copy / "parts").glob("*/crops.bin") if b.stat().st_size)
     first = pd.read_parquet(blob.parent / "index.parquet").iloc[0]
     data = bytearray(blob.read_bytes())
-    data[int(first["offset"]): int(first["offset"]) + int(first["nbytes"])] = b"\0" * int(first["nbytes"])
+    data[int(first["offset"]) : int(first["offset"]) + int(first["nbytes"])] = b"\0" * int(first["nbytes"])
     blob.write_bytes(bytes(data))
     with pytest.raises(st.StoreError, match=f"crops.bin: corrupt crop at offset {int(first['offset'])}"):
         st.CropReader(copy).read(first["image"], first["offset"], first["nbytes"])
@@ -95,15 +97,19 @@ def test_store_of_another_version_or_missing_images(store, tmp_path):
 
 
 def _extract_cmd(manifest, root):
-    code = ("import sys; from painface.extract import extract, ExtractConfig; "
-            f"extract({str(manifest)!r}, {str(root)!r}, ExtractConfig(crop_size=32), show_progress=False)")
+    code = (
+        "import sys; from painface.extract import extract, ExtractConfig; "
+        f"extract({str(manifest)!r}, {str(root)!r}, ExtractConfig(crop_size=32), show_progress=False)"
+    )
     return [sys.executable, "-c", code]
 
 
 def _snapshot(root):
     idx = st.read_index(root).sort_values("crop_id").reset_index(drop=True)
     reader = st.CropReader(root)
-    images = [reader.read(*r, flags=cv2.IMREAD_UNCHANGED).tobytes() for r in idx[["image", "offset", "nbytes"]].to_numpy()]
+    images = [
+        reader.read(*r, flags=cv2.IMREAD_UNCHANGED).tobytes() for r in idx[["image", "offset", "nbytes"]].to_numpy()
+    ]
     return idx.drop(columns=["offset"]), images
 
 
@@ -164,15 +170,32 @@ def test_select_index_filters_samples_and_names_bad_queries(store):
 
 def test_store_info_and_export_through_the_command_line(store, tmp_path):
     idx = pd.concat(pd.read_parquet(p) for p in (store / "parts").glob("*/index.parquet"))  # plain pandas
-    r = subprocess.run([sys.executable, "-m", "painface.cli", "store", "info", str(store)], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "painface.cli", "store", "info", str(store)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     assert f"{len(idx)} crops" in r.stdout
     for mouse, count in idx["mouse_id"].value_counts().items():
         assert any(line.split() == [mouse, str(count)] for line in r.stdout.splitlines()), mouse
     out = tmp_path / "peek"
-    r = subprocess.run([sys.executable, "-m", "painface.cli", "store", "export", str(store), "--out", str(out),
-                        "--n", "4", "--query", "label == 'pain'"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "painface.cli",
+            "store",
+            "export",
+            str(store),
+            "--out",
+            str(out),
+            "--n",
+            "4",
+            "--query",
+            "label == 'pain'",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == 4 and all(p.name.endswith("__pain.png") for p in pngs)
@@ -180,11 +203,25 @@ def test_store_info_and_export_through_the_command_line(store, tmp_path):
     p = pngs[0]
     crop_id = p.name[: -len("__pain.png")].replace("__", "/")
     row = idx.set_index("crop_id").loc[crop_id]
-    raw = (store / row["image"]).read_bytes()[int(row["offset"]): int(row["offset"]) + int(row["nbytes"])]
+    raw = (store / row["image"]).read_bytes()[int(row["offset"]) : int(row["offset"]) + int(row["nbytes"])]
     stored = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     assert np.array_equal(cv2.imread(str(p)), stored)
-    r = subprocess.run([sys.executable, "-m", "painface.cli", "store", "export", str(store), "--out", str(out),
-                        "--query", "label == 'nope'"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "painface.cli",
+            "store",
+            "export",
+            str(store),
+            "--out",
+            str(out),
+            "--query",
+            "label == 'nope'",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "empty selection" in r.stderr
 
 
@@ -193,17 +230,44 @@ def test_a_4k_30fps_recording_renders_and_crops_800px_boxes(tmp_path):
     from painface.synthetic.recording import SessionSpec, make_mouse, render_session
 
     mouse = make_mouse("m4k", "male", "BALB/c", np.random.default_rng(1))
-    spec = SessionSpec("s4k_post", mouse, "post", "AC", seconds=0.2, fps=30, width=3840, height=2160, cameras=2,
-                       timeline=[(0, 0.8), (1, 0.8)], seed=3)
+    spec = SessionSpec(
+        "s4k_post",
+        mouse,
+        "post",
+        "AC",
+        seconds=0.2,
+        fps=30,
+        width=3840,
+        height=2160,
+        cameras=2,
+        timeline=[(0, 0.8), (1, 0.8)],
+        seed=3,
+    )
     rows = render_session(spec, tmp_path / "videos")
     cap = cv2.VideoCapture(rows[0]["video"])
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (3840, 2160)
     assert cap.get(cv2.CAP_PROP_FPS) == 30 and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6
     cap.release()
     write_manifest(pd.DataFrame(rows), tmp_path / "manifest.csv")
-    _, errors = extract(tmp_path / "manifest.csv", tmp_path / "store", ExtractConfig(crop_size=64, workers=1),
-                        show_progress=False)
+    _, errors = extract(
+        tmp_path / "manifest.csv", tmp_path / "store", ExtractConfig(crop_size=64, workers=1), show_progress=False
+    )
     assert not errors
     idx = st.read_index(tmp_path / "store")
     assert len(idx) > 0 and set(idx["box_size"]) == {800}
     assert (idx["fps"] == 30).all()
+
+
+def test_the_store_records_its_crop_rules_and_refuses_others(manifest, tmp_path):
+    m, _ = _copy_manifest(manifest, tmp_path, n=1)
+    root = tmp_path / "s"
+    extract(m, root, ExtractConfig(crop_size=64, threshold=0.8), show_progress=False)
+    assert st.store_meta(root)["extraction"] == {
+        "threshold": 0.8,
+        "crop_px": 800,
+        "reference_rows": 2160,
+        "bodypart_map": {},
+    }
+    # a second extraction with another threshold would mix two crop rules in one store
+    with pytest.raises(st.StoreError, match="threshold = 0.8.*asks for 0.9"):
+        extract(m, root, ExtractConfig(crop_size=64, threshold=0.9), show_progress=False)

@@ -23,11 +23,25 @@ def ckpt(tmp_path_factory, store):
     out = tmp_path_factory.mktemp("ckpt")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "data=store", f"data.store={store}", f"paths.output_dir={out}", "data.num_workers=0", "data.persistent_workers=false",
-            "data.samples_per_epoch=512", "data.batch_size=64", "data.n_folds=2", "model.net.input_size=64",
-            "trainer.accelerator=cpu", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "~callbacks.gradcam",
-            "logger=csv"])
+        cfg = compose(
+            "train",
+            overrides=[
+                "data=store",
+                f"data.store={store}",
+                f"paths.output_dir={out}",
+                "data.num_workers=0",
+                "data.persistent_workers=false",
+                "data.samples_per_epoch=512",
+                "data.batch_size=64",
+                "data.n_folds=2",
+                "model.net.input_size=64",
+                "trainer.accelerator=cpu",
+                "trainer.max_epochs=2",
+                "trainer.enable_progress_bar=false",
+                "~callbacks.gradcam",
+                "logger=csv",
+            ],
+        )
     train(cfg)
     return out / "checkpoints" / "last.ckpt"
 
@@ -54,9 +68,16 @@ def test_manual_annotation_polygons_become_regions(tmp_path):
 
     path = tmp_path / "regions.json"
     # a 10x10-pixel hand square (corners inclusive, as cv2.fillPoly draws them), and an ear triangle
-    path.write_text(json.dumps({"s/cam1/0000001": [
-        {"label": "hand", "points": [[10, 40], [19, 40], [19, 49], [10, 49]]},
-        {"label": "ear_top", "points": [[0, 0], [8, 0], [0, 8]]}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "s/cam1/0000001": [
+                    {"label": "hand", "points": [[10, 40], [19, 40], [19, 49], [10, 49]]},
+                    {"label": "ear_top", "points": [[0, 0], [8, 0], [0, 8]]},
+                ]
+            }
+        )
+    )
     masks = masks_from_annotation(path, 64)["s/cam1/0000001"]
     assert masks["hand"].sum() == 100 and masks["hand"][40:50, 10:20].all()
     assert masks["ear_top"][0, 0] and not masks["ear_top"][8, 8]
@@ -77,10 +98,10 @@ def test_manual_annotation_polygons_become_regions(tmp_path):
 def test_regions_are_exclusive_and_anchor_on_the_eyes():
     masks = region_masks_from_keypoints(96, (48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0))
     stacked = np.stack(list(masks.values()))
-    assert (stacked.sum(0) == 1).all()           # every pixel in exactly one region
+    assert (stacked.sum(0) == 1).all()  # every pixel in exactly one region
     assert masks["eye"][44, 38] and masks["eye"][44, 58] and masks["nose"][60, 48]
-    assert masks["forehead"][30, 48]             # above the eyes, between them
-    assert masks["mouth"][68, 48]                # below the nose
+    assert masks["forehead"][30, 48]  # above the eyes, between them
+    assert masks["mouth"][68, 48]  # below the nose
 
 
 @pytest.mark.slow
@@ -107,15 +128,22 @@ def test_explain_store_and_real_images(ckpt, store, tmp_path):
     out = explain(ckpt, tmp_path / "real", images=folder, n=1000, method="gradcam++", show_progress=False)
     data = np.load(out / "maps.npz")
     assert len(data["p_pain"]) == 116 and np.isfinite(data["p_pain"]).all()
-    assert (data["maps"].astype(float).reshape(116, -1).std(axis=1) > 0).mean() > 0.5   # maps are not constant
+    assert (data["maps"].astype(float).reshape(116, -1).std(axis=1) > 0).mean() > 0.5  # maps are not constant
 
 
 def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
     from painface.regions import PAPER_REGIONS
 
     out = interpret_store(ckpt, store, tmp_path / "i", n=80, embedding="tsne", show_progress=False)
-    for name in ("embedding.png", "pairs.png", "regions.png", "regions_random.png", "regions_random.csv", "pairs.csv",
-                 "settings.json"):
+    for name in (
+        "embedding.png",
+        "pairs.png",
+        "regions.png",
+        "regions_random.png",
+        "regions_random.csv",
+        "pairs.csv",
+        "settings.json",
+    ):
         assert (out / name).exists(), name
     table = pd.read_csv(out / "regions_random.csv", index_col=0)
     assert set(table.index) == set(PAPER_REGIONS)  # the paper's 13, hand included
@@ -139,13 +167,13 @@ def test_pairs_and_balanced_draws_by_hand():
     rng = np.random.default_rng(0)
     pick = balanced_draw(pain, 2, rng)
     assert pain[pick].sum() == 2 and (~pain[pick]).sum() == 2 and len(set(pick)) == 4
-    pick = balanced_draw(pain, 5, rng)              # no pain has only 3: all of them
+    pick = balanced_draw(pain, 5, rng)  # no pain has only 3: all of them
     assert pain[pick].sum() == 5 and (~pain[pick]).sum() == 3
     assert len(balanced_draw(pain, None, rng)) == 10
     pairs = np.array([[0, 7], [1, 8], [2, 9]])
     drawn = draw_pairs(pairs, 2, rng)
     assert len(drawn) == 2 and {tuple(p) for p in drawn} <= {tuple(p) for p in pairs}
-    assert len(draw_pairs(pairs, 500, rng)) == 3    # fewer pairs than asked: all of them
+    assert len(draw_pairs(pairs, 500, rng)) == 3  # fewer pairs than asked: all of them
 
 
 def test_pairs_in_the_embedding_differ_from_pairs_in_feature_space():
@@ -162,16 +190,20 @@ def test_pairs_in_the_embedding_differ_from_pairs_in_feature_space():
 
 def test_touch_rule_and_area_rule_with_hand_drawn_masks():
     big = np.zeros((20, 20), bool)
-    big[:, :10] = True          # 200 px
+    big[:, :10] = True  # 200 px
     small = np.zeros((20, 20), bool)
-    small[:, 10:] = True        # 200 px
+    small[:, 10:] = True  # 200 px
     cam = np.zeros((20, 20))
-    cam[5:7, 8:12] = 0.9        # one hot area of 8 px: 4 px in each region
+    cam[5:7, 8:12] = 0.9  # one hot area of 8 px: 4 px in each region
     masks = {"big": big, "small": small, "none": np.zeros((20, 20), bool)}
     # the paper's rule: the hot area touches both regions, so both are positive
     assert positive_regions(cam, masks, threshold=0.5) == {"big": True, "small": True, "none": False}
     # the area option: 4/200 = 2 % of each region is hot, below 10 %
-    assert positive_regions(cam, masks, threshold=0.5, min_fraction=0.1) == {"big": False, "small": False, "none": False}
+    assert positive_regions(cam, masks, threshold=0.5, min_fraction=0.1) == {
+        "big": False,
+        "small": False,
+        "none": False,
+    }
     assert positive_regions(cam, masks, threshold=0.95) == {"big": False, "small": False, "none": False}
 
 
@@ -201,8 +233,10 @@ def test_a_corrupt_image_in_a_folder_is_one_line_naming_it(ckpt, tmp_path, capsy
 
     cv2.imwrite(str(folder / "good.png"), np.full((80, 80, 3), 128, np.uint8))
     (folder / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    for cmd in (["score", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "p.parquet")],
-                ["explain", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "cam")]):
+    for cmd in (
+        ["score", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "p.parquet")],
+        ["explain", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "cam")],
+    ):
         assert main(cmd) == 1
         err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # not the progress bar
         assert len(err) == 1 and "bad.jpg: corrupt or unreadable image" in err[0], err
@@ -225,7 +259,7 @@ def test_mgs_round_trip_with_synthetic_ground_truth(store, manifest, tmp_path):
             sheet.loc[i, u] = score
     sheet.to_csv(kit / "filled.csv", index=False)
     result = compare(kit / "filled.csv", kit / "KEY_do_not_open_until_scored.csv", tmp_path / "cmp")
-    assert result["auroc_mgs_vs_label"] == pytest.approx(1.0)   # signal planted in every post frame here
+    assert result["auroc_mgs_vs_label"] == pytest.approx(1.0)  # signal planted in every post frame here
     assert result["mgs_by_label"]["no_pain"]["mean"] == 0.0
     assert (tmp_path / "cmp" / "mgs_agreement.png").exists()
 
@@ -286,7 +320,7 @@ def test_mgs_excluded_images_are_left_out_of_the_comparison(store, tmp_path):
         sheet[u] = [2 if key.loc[i, "label"] == "pain" else 0 for i in sheet["image"]]
     sheet["exclude"] = ""
     sheet.loc[0, "exclude"] = "blurry"
-    sheet.loc[0, list(MGS_UNITS)] = None           # an excluded image needs no scores
+    sheet.loc[0, list(MGS_UNITS)] = None  # an excluded image needs no scores
     sheet.to_csv(kit / "filled.csv", index=False)
     result = compare(kit / "filled.csv", kit / "KEY_do_not_open_until_scored.csv", tmp_path / "cmp")
     assert result["n"] == 5 and result["n_excluded"] == 1
@@ -301,7 +335,9 @@ def test_explain_cli_accepts_the_hydra_spelling(ckpt, store, tmp_path):
 
     assert main(["explain", f"ckpt_path={ckpt}", f"data.store={store}", "n=3", f"out={tmp_path / 'o'}"]) == 0
     assert np.load(tmp_path / "o" / "maps.npz")["maps"].shape[0] == 3
-    assert main(["explain", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"data.store={store}", f"out={tmp_path / 'p'}"]) == 1
+    assert (
+        main(["explain", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"data.store={store}", f"out={tmp_path / 'p'}"]) == 1
+    )
 
 
 def test_predict_py_scores_every_crop_through_the_real_command_line(ckpt, store, tmp_path):
@@ -312,14 +348,36 @@ def test_predict_py_scores_every_crop_through_the_real_command_line(ckpt, store,
     from tests.conftest import ROOT
 
     out = tmp_path / "preds.parquet"
-    run = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={ckpt}", f"data.store={store}", f"out={out}",
-                          f"hydra.run.dir={tmp_path / 'run'}", "accelerator=cpu"], capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "predict.py"),
+            f"ckpt_path={ckpt}",
+            f"data.store={store}",
+            f"out={out}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "accelerator=cpu",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     pred = pd.read_parquet(out)
     assert set(pred["crop_id"]) == set(read_index(store)["crop_id"])
     assert np.allclose(pred["p_pain"] + pred["p_no_pain"], 1, atol=1e-5)
-    bad = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={tmp_path / 'nope.ckpt'}", f"data.store={store}",
-                          f"hydra.run.dir={tmp_path / 'run2'}"], capture_output=True, text=True, cwd=tmp_path)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "predict.py"),
+            f"ckpt_path={tmp_path / 'nope.ckpt'}",
+            f"data.store={store}",
+            f"hydra.run.dir={tmp_path / 'run2'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert bad.returncode != 0 and "nope.ckpt" in bad.stderr
 
 
@@ -332,7 +390,7 @@ def test_score_with_the_runs_temperature(ckpt, store):
     scaled = score(ckpt, store=store, temperature="auto", accelerator="cpu").set_index("crop_id")["p_pain"]
     t = json.loads((ckpt.parent.parent / "calibration.json").read_text())["temperature"]
     p = raw.clip(1e-7, 1 - 1e-7)
-    expected = 1 / (1 + ((1 - p) / p) ** (1 / t))   # odds raised to 1/T
+    expected = 1 / (1 + ((1 - p) / p) ** (1 / t))  # odds raised to 1/T
     assert np.allclose(scaled.loc[raw.index], expected, atol=1e-6)
     with pytest.raises(PredictionError, match="calibration.json"):
         score(ckpt.parent.parent.parent / "elsewhere.ckpt", store=store, temperature="auto")
@@ -340,8 +398,8 @@ def test_score_with_the_runs_temperature(ckpt, store):
 
 def test_stage_is_the_dark_floor_below_the_face():
     image = np.full((96, 96, 3), 120, np.uint8)
-    image[76:] = 10   # the black stage
-    image[:10] = 10   # dark, but above the face: not stage
+    image[76:] = 10  # the black stage
+    image[:10] = 10  # dark, but above the face: not stage
     masks = region_masks_from_keypoints(96, (48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0), image=image)
     # frontal, D = 20 px (inter-ocular): the band below the face starts 1.15 D under the eyes, at row 67
     expected = np.zeros((96, 96), bool)
@@ -353,9 +411,9 @@ def test_stage_is_the_dark_floor_below_the_face():
 
 
 def test_stage_threshold_is_configurable():
-    image = np.full((96, 96, 3), 35, np.uint8)   # a black coat's grey, below the face
+    image = np.full((96, 96, 3), 35, np.uint8)  # a black coat's grey, below the face
     kp = ((48, 60, 1.0), (38, 44, 1.0), (58, 44, 1.0))
-    assert not region_masks_from_keypoints(96, *kp, image=image)["stage"].any()       # default 28: not stage
+    assert not region_masks_from_keypoints(96, *kp, image=image)["stage"].any()  # default 28: not stage
     assert region_masks_from_keypoints(96, *kp, image=image, stage_max_grey=40)["stage"][80:].all()
 
 
@@ -366,13 +424,17 @@ def test_tiny_and_truncated_images_are_refused_naming_them(ckpt, tmp_path, capsy
 
     for name, make in {
         "tiny.png": lambda p: cv2.imwrite(str(p), np.full((1, 1, 3), 128, np.uint8)),
-        "cut.jpg": lambda p: p.write_bytes(cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (80, 80, 3), np.uint8))[1]
-                                          .tobytes()[:-200]),
+        "cut.jpg": lambda p: p.write_bytes(
+            cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (80, 80, 3), np.uint8))[1].tobytes()[:-200]
+        ),
     }.items():
         folder = tmp_path / name.split(".")[0]
         folder.mkdir()
         make(folder / name)
-        assert main(["score", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "p.parquet")]) == 1
+        assert (
+            main(["score", "--ckpt-path", str(ckpt), "--images", str(folder), "--out", str(tmp_path / "p.parquet")])
+            == 1
+        )
         err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
         assert len(err) == 1 and name in err[0], err
         assert ("too small" in err[0]) if name == "tiny.png" else ("truncated" in err[0])

@@ -11,7 +11,7 @@ def test_reads_real_analyze_videos_output_h5_and_csv():
     folder = shared_data("dlc-two-camera")
     h5 = folder / "vid1_camera-1DLC_resnet50_TESTNov4shuffle1_10.h5"
     tidy = read_dlc(h5)
-    raw = pd.read_hdf(h5, "df_with_missing")   # DeepLabCut's own file, read with plain pandas
+    raw = pd.read_hdf(h5, "df_with_missing")  # DeepLabCut's own file, read with plain pandas
     scorer = raw.columns.get_level_values(0)[0]
     assert set(tidy["bodypart"]) == {"bodypart1", "bodypart2", "bodypart3", "objectA"}
     assert tidy["frame"].max() == len(raw) - 1
@@ -39,13 +39,19 @@ def test_reads_real_label_file_from_an_older_pandas():
 
 
 def test_multi_animal_layout_and_writer_round_trip(tmp_path):
-    pts = {"nose": np.array([[1.0, 2.0, 0.9], [3.0, 4.0, 0.5]]), "right_eye": np.zeros((2, 3)), "left_eye": np.ones((2, 3))}
+    pts = {
+        "nose": np.array([[1.0, 2.0, 0.9], [3.0, 4.0, 0.5]]),
+        "right_eye": np.zeros((2, 3)),
+        "left_eye": np.ones((2, 3)),
+    }
     h5, csv = write_dlc(pts, tmp_path / "video", "DLC_any_scorer")
     assert h5.name == "videoDLC_any_scorer.h5"
     np.testing.assert_allclose(face_points(read_dlc(h5))["nose"], pts["nose"])
     np.testing.assert_allclose(face_points(read_dlc(csv))["nose"], pts["nose"])
-    cols = pd.MultiIndex.from_product([["sc"], ["mouse1", "mouse2"], ["nose", "right_eye", "left_eye"], ["x", "y", "likelihood"]],
-                                      names=["scorer", "individuals", "bodyparts", "coords"])
+    cols = pd.MultiIndex.from_product(
+        [["sc"], ["mouse1", "mouse2"], ["nose", "right_eye", "left_eye"], ["x", "y", "likelihood"]],
+        names=["scorer", "individuals", "bodyparts", "coords"],
+    )
     # values 0.00 .. 0.35: likelihoods must lie in [0, 1]
     wide = pd.DataFrame(np.arange(2 * 18, dtype=float).reshape(2, 18) / 100, columns=cols)
     wide.to_hdf(tmp_path / "ma.h5", key="df_with_missing", mode="w")
@@ -61,8 +67,18 @@ def test_bad_dlc_files_name_the_file(tmp_path):
 
 
 def _manifest(tmp_path, **change):
-    row = {"session_id": "s1", "mouse_id": "m1", "sex": "male", "strain": "BALB/c", "treatment": "ac", "phase": "pre",
-           "camera": "cam1", "video": "v.mp4", "fps": 30, "treatment_time_s": 600}
+    row = {
+        "session_id": "s1",
+        "mouse_id": "m1",
+        "sex": "male",
+        "strain": "BALB/c",
+        "treatment": "ac",
+        "phase": "pre",
+        "camera": "cam1",
+        "video": "v.mp4",
+        "fps": 30,
+        "treatment_time_s": 600,
+    }
     rows = [row, {**row, "camera": "cam2"}]
     df = pd.DataFrame(rows)
     for k, v in change.items():

@@ -67,7 +67,7 @@ def test_groups_compared_with_the_papers_tests(tmp_path):
     from painface.cli import main
     from painface.locomotion import LocomotionError, compare_locomotion
 
-    speeds = {"vehicle": [4, 5, 6], "drug": [1, 1.5, 2]}   # px per frame
+    speeds = {"vehicle": [4, 5, 6], "drug": [1, 1.5, 2]}  # px per frame
     rows = []
     for group, steps in speeds.items():
         for k, step in enumerate(steps):
@@ -99,14 +99,43 @@ def test_synthetic_locomotion_study_through_the_command_line(tmp_path):
     from tests.conftest import ROOT
 
     cli = [sys.executable, "-c", "import sys; from painface.cli import main; sys.exit(main())"]
-    r = subprocess.run([*cli, "synth", str(ROOT / "experiments" / "locomotion.yaml"), "--out", str(tmp_path / "loco"),
-                        "--fps", "10", "--width", "480", "--height", "270", "--minutes", "2"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            *cli,
+            "synth",
+            str(ROOT / "experiments" / "locomotion.yaml"),
+            "--out",
+            str(tmp_path / "loco"),
+            "--fps",
+            "10",
+            "--width",
+            "480",
+            "--height",
+            "270",
+            "--minutes",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-1500:]
     cm_per_px = float((tmp_path / "loco" / "scale.txt").read_text().split()[1])
     assert cm_per_px == pytest.approx(60 / 270)
-    r = subprocess.run([*cli, "locomotion", str(tmp_path / "loco" / "animals.csv"), "--control", "vehicle",
-                        "--cm-per-pixel", str(cm_per_px), "--out", str(tmp_path / "res")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            *cli,
+            "locomotion",
+            str(tmp_path / "loco" / "animals.csv"),
+            "--control",
+            "vehicle",
+            "--cm-per-pixel",
+            str(cm_per_px),
+            "--out",
+            str(tmp_path / "res"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-1500:]
     measured = pd.read_csv(tmp_path / "res" / "per_animal.csv").set_index("animal")["distance_cm_per_s"]
     truth = pd.read_csv(tmp_path / "loco" / "truth_per_second.csv").groupby("animal")["distance_cm"].mean()
@@ -115,4 +144,4 @@ def test_synthetic_locomotion_study_through_the_command_line(tmp_path):
     np.testing.assert_allclose(measured.loc[truth.index], truth, rtol=0.15)
     stats = pd.read_csv(tmp_path / "res" / "statistics.csv")
     assert stats.loc[0, "test"] == "unpaired t-test" and stats.loc[0, "group"] == "ac_1.0"
-    assert stats.loc[0, "mean"] < stats.loc[0, "control_mean"]   # AC mice walk less
+    assert stats.loc[0, "mean"] < stats.loc[0, "control_mean"]  # AC mice walk less

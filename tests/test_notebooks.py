@@ -7,7 +7,8 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import ROOT
-from tests.test_analysis import _fake_predictions, _study
+from tests.conftest import analysis_study_file as _study
+from tests.conftest import fake_predictions as _fake_predictions
 
 
 def _run(name, env, cwd):
@@ -26,10 +27,21 @@ def _run(name, env, cwd):
 def test_quickstart_notebook(compose, store, tmp_path):
     from painface.training import train
 
-    train(compose("trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2",
-                  "+trainer.limit_test_batches=2", "~callbacks.gradcam"))
+    train(
+        compose(
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=2",
+            "+trainer.limit_test_batches=2",
+            "~callbacks.gradcam",
+        )
+    )
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    _run("quickstart.ipynb", {"PAINFACE_CKPT": str(ckpt), "PAINFACE_STORE": str(store), "PAINFACE_OUT": str(tmp_path / "nb")}, tmp_path)
+    _run(
+        "quickstart.ipynb",
+        {"PAINFACE_CKPT": str(ckpt), "PAINFACE_STORE": str(store), "PAINFACE_OUT": str(tmp_path / "nb")},
+        tmp_path,
+    )
     assert (tmp_path / "nb" / "session.png").exists()
 
 

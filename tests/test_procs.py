@@ -110,7 +110,7 @@ def test_interrupted_extraction_stops_promptly_and_leaves_only_whole_parts(manif
 
 def test_a_running_writers_temporary_is_not_cleaned(tmp_path):
     parts = tmp_path / "parts"
-    live = parts / f"{st.TMP_PREFIX}s1_cam1-{os.getppid()}"   # our parent: alive
+    live = parts / f"{st.TMP_PREFIX}s1_cam1-{os.getppid()}"  # our parent: alive
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = parts / f"{st.TMP_PREFIX}s2_cam1-{int(proc.stdout)}"  # a process that has ended
     live.mkdir(parents=True)
@@ -125,8 +125,10 @@ def test_a_subprocess_started_with_subprocess_kwargs_dies_with_its_parent(tmp_pa
     pidfile = tmp_path / "child.pid"
     child_code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
     script = tmp_path / "parent.py"
-    script.write_text("import subprocess, sys, time\nfrom painface.procs import subprocess_kwargs\n"
-                      f"subprocess.Popen([sys.executable, '-c', {child_code!r}], **subprocess_kwargs())\ntime.sleep(120)\n")
+    script.write_text(
+        "import subprocess, sys, time\nfrom painface.procs import subprocess_kwargs\n"
+        f"subprocess.Popen([sys.executable, '-c', {child_code!r}], **subprocess_kwargs())\ntime.sleep(120)\n"
+    )
     parent = subprocess.Popen([sys.executable, str(script)])
     end = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < end:

@@ -3,7 +3,7 @@ import numpy as np
 
 from painface.render_video import render_annotated
 from painface.store import read_index
-from tests.test_analysis import _fake_predictions
+from tests.conftest import fake_predictions as _fake_predictions
 
 
 def test_annotated_video_draws_boxes_on_face_frames(store, manifest, tmp_path):
@@ -23,7 +23,7 @@ def test_annotated_video_draws_boxes_on_face_frames(store, manifest, tmp_path):
     x0, y0, s = int(row.box_x0), int(row.box_y0), int(row.box_size)
     # the crop box outline is drawn in the pain colour (p = 0.9 for post crops)
     col = min(max(x0, 0), b.shape[1] - 1) if 0 <= x0 else x0 + s  # the left edge, or the right one if it is off-frame
-    edge = b[max(y0, 0) + 2: min(y0 + s, b.shape[0]) - 2, col]
+    edge = b[max(y0, 0) + 2 : min(y0 + s, b.shape[0]) - 2, col]
     redness = edge[:, 2].astype(int) - edge[:, 0].astype(int)
     assert redness.mean() > 60, "no pain-coloured box edge"
     assert np.abs(a.astype(int) - b.astype(int)).sum() > 0

@@ -3,14 +3,20 @@ import pandas as pd
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
-from painface.scoring import fit_temperature, fuse_cameras, pain_probability_per_minute, wilson_interval
+from painface.calibration import fit_temperature
+from painface.scoring import fuse_cameras, pain_probability_per_minute, wilson_interval
 from painface.stats import StatsError, chi2_bonferroni, compare_groups
 
 
 def test_camera_fusion_by_hand():
-    pred = pd.DataFrame({
-        "session_id": "s", "camera": ["cam1", "cam2", "cam1", "cam2", "cam1"],
-        "frame": [0, 0, 1, 1, 2], "p_pain": [0.7, 0.2, 0.6, 0.45, 0.3]})
+    pred = pd.DataFrame(
+        {
+            "session_id": "s",
+            "camera": ["cam1", "cam2", "cam1", "cam2", "cam1"],
+            "frame": [0, 0, 1, 1, 2],
+            "p_pain": [0.7, 0.2, 0.6, 0.45, 0.3],
+        }
+    )
     fused = fuse_cameras(pred).set_index("frame")
     # frame 0: pain 0.7+0.2=0.9 vs no pain 0.3+0.8=1.1 -> no pain, although cam1 alone says pain
     assert fused.loc[0, "sum_pain"] == pytest.approx(0.9) and not fused.loc[0, "pain"]
@@ -23,7 +29,9 @@ def test_camera_fusion_by_hand():
 def test_pain_probability_per_minute_by_hand():
     fps = 1.0  # 60 frames per minute keeps the hand count small
     frames = np.arange(0, 180)
-    fused = pd.DataFrame({"frame": frames[:150], "pain": np.r_[np.ones(30, bool), np.zeros(30, bool), np.ones(90, bool)]})
+    fused = pd.DataFrame(
+        {"frame": frames[:150], "pain": np.r_[np.ones(30, bool), np.zeros(30, bool), np.ones(90, bool)]}
+    )
     # drop minute 2's faces entirely and some of minute 0's
     fused = fused[(fused.frame < 120) & ~fused.frame.between(50, 59)]
     out = pain_probability_per_minute(fused, n_frames=180, fps=fps, treatment_time_s=60).set_index("minute")
@@ -39,6 +47,26 @@ def test_wilson_interval_matches_statsmodels():
     for i, (k, n) in enumerate([(3, 10), (0, 5), (50, 50)]):
         ref = proportion_confint(k, n, method="wilson")
         assert lo[i] == pytest.approx(ref[0]) and hi[i] == pytest.approx(ref[1])
+    # by hand, 3 of 10 at z = 1.959964: centre (0.3 + z^2/20) / (1 + z^2/10) = 0.355506,
+    # half-width z sqrt(0.021 + z^2/400) / (1 + z^2/10) = 0.247717
+    assert (lo[0], hi[0]) == pytest.approx((0.107789, 0.603223), abs=2e-5)
+    assert (lo[1], hi[1]) == (0.0, pytest.approx(0.434482, abs=2e-5))  # 0 of 5: upper z^2/(5 + z^2)
+    lo, hi = wilson_interval([0], [0])
+    assert np.isnan(lo[0]) and np.isnan(hi[0])  # no face that minute: no interval
+
+
+def test_holm_and_bonferroni_over_planned_tests_by_hand():
+    counts = pd.DataFrame({"pain": [30, 10], "no_pain": [10, 10]}, index=["eye", "ear"])
+    totals = pd.Series({"pain": 50, "no_pain": 50})
+    bonf = chi2_bonferroni(counts, totals, n_tests=3).set_index("category")
+    holm = chi2_bonferroni(counts, totals, n_tests=3, method="holm").set_index("category")
+    p = bonf["p"]
+    assert bonf.loc["eye", "p_adjusted"] == pytest.approx(3 * p["eye"])
+    # Holm: the smallest p times 3, the next max(that, 2 p), the planned-but-absent test is p = 1
+    assert holm.loc["eye", "p_adjusted"] == pytest.approx(3 * p["eye"])
+    assert holm.loc["ear", "p_adjusted"] == pytest.approx(min(1.0, max(3 * p["eye"], 2 * p["ear"])))
+    with pytest.raises(StatsError, match="sidak"):
+        chi2_bonferroni(counts, totals, method="sidak")
 
 
 def test_dunnett_1955_published_example():
@@ -106,11 +134,11 @@ def test_ece_matches_torchmetrics():
     import torch
     from torchmetrics.functional.classification import binary_calibration_error
 
-    from painface.scoring import expected_calibration_error
+    from painface.calibration import expected_calibration_error
 
     rng = np.random.default_rng(1)
     p = rng.random(500)
-    y = (rng.random(500) < p ** 2).astype(int)
+    y = (rng.random(500) < p**2).astype(int)
     ref = binary_calibration_error(torch.tensor(p), torch.tensor(y), n_bins=10).item()
     assert expected_calibration_error(p, y) == pytest.approx(ref, abs=1e-6)
 
@@ -122,7 +150,7 @@ def test_chi2_category_never_positive_is_not_significant():
 
 
 def test_apply_temperature_by_hand():
-    from painface.scoring import apply_temperature
+    from painface.calibration import apply_temperature
 
     # p = 0.8: logit = ln 4; at T = 2, sigmoid(ln 2) = 2/3. T = 1 changes nothing; 0.5 stays 0.5.
     assert apply_temperature([0.8, 0.5, 0.2], 2.0) == pytest.approx([2 / 3, 0.5, 1 / 3])

@@ -9,8 +9,9 @@ from painface.synthetic.render import ACTION_UNITS, Expression, Mouse, Pose, reg
 
 def _spec(seed=3, seconds=2.0):
     mouse = make_mouse("m1", "male", "BALB/c", np.random.default_rng(seed))
-    return SessionSpec("m1_post", mouse, "post", "ac", seconds=seconds, fps=10, width=320, height=180,
-                       timeline=[(0, 0.8)], seed=seed)
+    return SessionSpec(
+        "m1_post", mouse, "post", "ac", seconds=seconds, fps=10, width=320, height=180, timeline=[(0, 0.8)], seed=seed
+    )
 
 
 def _frames(path):
@@ -26,8 +27,11 @@ def _frames(path):
 def test_same_seed_gives_identical_ground_truth_and_frames(tmp_path):
     a = render_session(_spec(), tmp_path / "a")
     b = render_session(_spec(), tmp_path / "b")
-    for name in ("m1_post_truth.parquet", "m1_post_cam1DLC_synthetic_painface_shuffle1_0.csv",
-                 "m1_post_cam2DLC_synthetic_painface_shuffle1_0.csv"):
+    for name in (
+        "m1_post_truth.parquet",
+        "m1_post_cam1DLC_synthetic_painface_shuffle1_0.csv",
+        "m1_post_cam2DLC_synthetic_painface_shuffle1_0.csv",
+    ):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     pd.testing.assert_frame_equal(pd.read_hdf(a[0]["keypoints"]), pd.read_hdf(b[0]["keypoints"]))
     np.testing.assert_array_equal(_frames(a[0]["video"]), _frames(b[0]["video"]))
@@ -45,7 +49,11 @@ def test_dlc_files_follow_deeplabcut_conventions(tmp_path):
     assert list(df.index) == list(range(20))
     csv = pd.read_csv(h5.replace(".h5", ".csv"), header=[0, 1, 2], index_col=0)
     np.testing.assert_allclose(csv.to_numpy(), df.to_numpy())
-    assert ((df.xs("likelihood", axis=1, level="coords") >= 0) & (df.xs("likelihood", axis=1, level="coords") <= 1)).all().all()
+    assert (
+        ((df.xs("likelihood", axis=1, level="coords") >= 0) & (df.xs("likelihood", axis=1, level="coords") <= 1))
+        .all()
+        .all()
+    )
 
 
 def test_keypoints_land_on_the_drawn_features():

@@ -14,8 +14,12 @@ from painface.models import ModelError, PainClassifier, PaperCNN
 from painface.training import train
 from tests.conftest import ROOT
 
-FAST = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2",
-        "+trainer.limit_test_batches=2"]
+FAST = [
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=2",
+    "+trainer.limit_test_batches=2",
+]
 
 
 @pytest.mark.parametrize("model", ["paper", "resnet18"])
@@ -46,7 +50,7 @@ def test_callbacks_write_images_with_content_and_checkpoints_resume(compose, tmp
     images = Path(tmp_path) / "csv" / "version_0" / "images"
     cam = cv2.imread(str(next(images.glob("val_gradcam_epoch000.png"))))
     top, bottom = np.split(cam, 2, axis=0)
-    assert (bottom.astype(int) - top.astype(int)).std() > 5   # the overlay differs from the image
+    assert (bottom.astype(int) - top.astype(int)).std() > 5  # the overlay differs from the image
     cm = pd.read_json(next(images.glob("val_confusion_matrix_epoch000.json")), typ="series")
     assert cm[["tn", "fp", "fn", "tp"]].sum() > 0
     # the same images reach TensorBoard
@@ -59,19 +63,19 @@ def test_callbacks_write_images_with_content_and_checkpoints_resume(compose, tmp
     assert calib["temperature"] > 0 and (Path(tmp_path) / "reliability.png").exists()
     last = Path(tmp_path) / "checkpoints" / "last.ckpt"
     assert last.exists() and len(list((Path(tmp_path) / "checkpoints").glob("epoch*.ckpt"))) == 1
-    model = PainClassifier.load_from_checkpoint(last)     # no other arguments needed
+    model = PainClassifier.load_from_checkpoint(last)  # no other arguments needed
     assert model.hparams.net["name"] == "paper"
     cfg2 = compose(*FAST, "trainer.max_epochs=2", f"ckpt_path={last}")
     train(cfg2)
     resumed = pd.read_csv(Path(tmp_path) / "csv" / "version_1" / "metrics.csv")
     trained = resumed.dropna(subset=["train/loss_epoch"])["epoch"].tolist()
-    assert trained == [1]   # resumed after epoch 0 and trained only epoch 1
+    assert trained == [1]  # resumed after epoch 0 and trained only epoch 1
 
 
 def test_gradcam_map_is_not_constant(compose, tmp_path):
     import torch
 
-    from painface.callbacks import gradcam_maps
+    from painface.gradcam import gradcam_maps
 
     torch.manual_seed(0)  # an untrained net's Grad-CAM can be all zero (its ReLU); fix one that is not
     net = PaperCNN()
@@ -116,14 +120,30 @@ def test_bad_training_inputs(compose, store, tmp_path):
 
 def _cli(args, cwd, env_extra=None, timeout=600):
     env = {**os.environ, "WANDB_MODE": "offline", **(env_extra or {})}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _cli_overrides(store):
-    return [f"data=store", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
-            "data.samples_per_epoch=64", "data.batch_size=32", "data.n_folds=2", "model.net.input_size=64",
-            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *FAST]
+    return [
+        "data=store",
+        f"data.store={store}",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.samples_per_epoch=64",
+        "data.batch_size=32",
+        "data.n_folds=2",
+        "model.net.input_size=64",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        *FAST,
+    ]
 
 
 def test_unknown_names_and_typos_exit_nonzero_with_one_line(store, tmp_path):
@@ -138,14 +158,21 @@ def test_unknown_names_and_typos_exit_nonzero_with_one_line(store, tmp_path):
     assert "'model.widht'" in one_line(_cli(["-m", "model.widht=3,4"], tmp_path))
     assert "ckpt_path=[" in one_line(_cli(["ckpt_path=["], tmp_path))
     # the painface command: a mistyped option is one line too, exit 2 as argparse does
-    r = subprocess.run([sys.executable, "-m", "painface.cli", "explain", "ckpt_path=x.ckpt", "data.store=s",
-                        "out=o", "nn=5"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "painface.cli", "explain", "ckpt_path=x.ckpt", "data.store=s", "out=o", "nn=5"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nn=5" in r.stderr, r.stderr
     r = _cli([*_cli_overrides(store), "+data.bach_size=3"], tmp_path)
     assert r.returncode == 1 and "error: config key 'data.bach_size'" in r.stderr
     # the paper's recipe on a lab store that is not there yet: the one "no crop store" line
-    r = _cli(["experiment=paper", "data=balbc", f"data.store={tmp_path}/nowhere", f"paths.output_dir={tmp_path}"], tmp_path)
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: data.store: no crop store at"), r.stderr
+    r = _cli(
+        ["experiment=paper", "data=balbc", f"data.store={tmp_path}/nowhere", f"paths.output_dir={tmp_path}"], tmp_path
+    )
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: data.store: no crop store at"), (
+        r.stderr
+    )
 
 
 @pytest.mark.slow
@@ -158,8 +185,18 @@ def test_multirun_sweep_through_the_command_line(store, tmp_path):
 
 @pytest.mark.slow
 def test_optuna_search_on_the_joblib_launcher(store, tmp_path):
-    r = _cli(["-m", "hparams_search=optuna", "hydra/launcher=joblib", "hydra.sweeper.n_trials=2",
-              "hydra.sweeper.n_jobs=2", *_cli_overrides(store), f"paths.log_dir={tmp_path}/logs"], tmp_path)
+    r = _cli(
+        [
+            "-m",
+            "hparams_search=optuna",
+            "hydra/launcher=joblib",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=2",
+            *_cli_overrides(store),
+            f"paths.log_dir={tmp_path}/logs",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     sweep = next((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(list(sweep.glob("*/metrics.json"))) == 2
@@ -202,8 +239,15 @@ def test_ddp_on_cpu_two_processes(compose, tmp_path):
 
 @pytest.mark.slow
 def test_real_training_generalises_to_held_out_mice(compose):
-    cfg = compose("trainer.max_epochs=8", "data.samples_per_epoch=1024", "data.batch_size=64", "model.net.input_size=64",
-                  "data.strains=[BALB/c]", "data.n_folds=3", "~callbacks.gradcam")
+    cfg = compose(
+        "trainer.max_epochs=8",
+        "data.samples_per_epoch=1024",
+        "data.batch_size=64",
+        "model.net.input_size=64",
+        "data.strains=[BALB/c]",
+        "data.n_folds=3",
+        "~callbacks.gradcam",
+    )
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.85
     assert metrics["test/auroc"] > 0.9
@@ -223,11 +267,15 @@ def test_split_protocols_by_mouse(store):
     dm = PainFaceDataModule(str(store), n_folds=4, fold=0, num_workers=0)
     dm.setup()
     assert set(dm.test_index["mouse_id"]) == set(dm.val_index["mouse_id"]) and "chose the checkpoint" in dm.test_role
-    dm = PainFaceDataModule(str(store), n_folds=1, num_workers=0)   # the paper's Table 1: train on all mice
+    dm = PainFaceDataModule(str(store), n_folds=1, num_workers=0)  # the paper's Table 1: train on all mice
     dm.setup()
     assert len(dm.train_index) == len(dm.val_index) == len(dm.test_index) == len(dm.index)
     assert "Table 1" in dm.test_role
-    for bad in ({"n_folds": 4, "fold": 0, "test_fold": 0}, {"n_folds": 4, "test_fold": 4}, {"n_folds": 1, "test_fold": 0}):
+    for bad in (
+        {"n_folds": 4, "fold": 0, "test_fold": 0},
+        {"n_folds": 4, "test_fold": 4},
+        {"n_folds": 1, "test_fold": 0},
+    ):
         with pytest.raises(DataError, match="data.test_fold"):
             PainFaceDataModule(str(store), num_workers=0, **bad).setup()
 
@@ -236,13 +284,27 @@ def test_table1_arithmetic_of_the_paper():
     from painface.stats import table1
 
     # Kobayashi et al. Table 1 (all mice): TP 269,497, FN 8,437, FP 1,526, TN 266,354
-    m = {"test/confmat_tp": 269497, "test/confmat_fn": 8437, "test/confmat_fp": 1526, "test/confmat_tn": 266354,
-         "test/confmat_tp_sex=male": 3, "test/confmat_fn_sex=male": 1, "test/confmat_fp_sex=male": 0,
-         "test/confmat_tn_sex=male": 2, "test/acc": 0.98}
+    m = {
+        "test/confmat_tp": 269497,
+        "test/confmat_fn": 8437,
+        "test/confmat_fp": 1526,
+        "test/confmat_tn": 266354,
+        "test/confmat_tp_sex=male": 3,
+        "test/confmat_fn_sex=male": 1,
+        "test/confmat_fp_sex=male": 0,
+        "test/confmat_tn_sex=male": 2,
+        "test/acc": 0.98,
+    }
     t = table1(m)
     assert list(t.index) == ["all", "sex=male"]
-    assert t.loc["all", "sensitivity"] == pytest.approx(269497 / 277934) and round(100 * t.loc["all", "sensitivity"], 1) == 97.0
-    assert t.loc["all", "specificity"] == pytest.approx(266354 / 267880) and round(100 * t.loc["all", "specificity"], 1) == 99.4
+    assert (
+        t.loc["all", "sensitivity"] == pytest.approx(269497 / 277934)
+        and round(100 * t.loc["all", "sensitivity"], 1) == 97.0
+    )
+    assert (
+        t.loc["all", "specificity"] == pytest.approx(266354 / 267880)
+        and round(100 * t.loc["all", "specificity"], 1) == 99.4
+    )
     assert t.loc["sex=male", "sensitivity"] == 0.75 and t.loc["sex=male", "specificity"] == 1.0
 
 
@@ -255,8 +317,12 @@ def test_paper_protocol_trains_on_all_mice_and_writes_table1(compose, tmp_path):
     t = pd.read_csv(tmp_path / "table1.csv", index_col=0)
     assert {"all", "sex=female", "sex=male"} <= set(t.index)
     # per-sex counts add up to the whole
-    assert (t.loc[["sex=female", "sex=male"], ["TP", "FN", "FP", "TN"]].sum() == t.loc["all", ["TP", "FN", "FP", "TN"]]).all()
-    assert t.loc["all", ["TP", "FN", "FP", "TN"]].sum() == sum(metrics[f"test/confmat_{k}"] for k in ("tp", "fn", "fp", "tn"))
+    assert (
+        t.loc[["sex=female", "sex=male"], ["TP", "FN", "FP", "TN"]].sum() == t.loc["all", ["TP", "FN", "FP", "TN"]]
+    ).all()
+    assert t.loc["all", ["TP", "FN", "FP", "TN"]].sum() == sum(
+        metrics[f"test/confmat_{k}"] for k in ("tp", "fn", "fp", "tn")
+    )
 
 
 @pytest.mark.slow
@@ -266,10 +332,22 @@ def test_training_killed_mid_epoch_resumes_to_the_same_epoch_and_step(store, tmp
 
     import torch
 
-    args = ["data=store", f"data.store={store}", "data.num_workers=0", "data.persistent_workers=false",
-            "data.samples_per_epoch=512", "data.batch_size=32", "data.n_folds=2", "model.net.input_size=64",
-            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.max_epochs=4", "~callbacks.gradcam",
-            "logger=csv", "test=false"]
+    args = [
+        "data=store",
+        f"data.store={store}",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.samples_per_epoch=512",
+        "data.batch_size=32",
+        "data.n_folds=2",
+        "model.net.input_size=64",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "trainer.max_epochs=4",
+        "~callbacks.gradcam",
+        "logger=csv",
+        "test=false",
+    ]
 
     def final(run):
         ck = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -279,9 +357,13 @@ def test_training_killed_mid_epoch_resumes_to_the_same_epoch_and_step(store, tmp
     assert ref.returncode == 0, ref.stderr[-1500:]
     run = tmp_path / "killed"
     env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"paths.output_dir={run}",
-                             f"hydra.run.dir={tmp_path / 'h2'}"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, f"paths.output_dir={run}", f"hydra.run.dir={tmp_path / 'h2'}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     end = time.monotonic() + 300
     while not (run / "checkpoints" / "last.ckpt").exists() and time.monotonic() < end and proc.poll() is None:
         time.sleep(0.2)
@@ -291,7 +373,14 @@ def test_training_killed_mid_epoch_resumes_to_the_same_epoch_and_step(store, tmp
     proc.wait()
     epoch_at_kill, _ = final(run)
     assert epoch_at_kill < 3
-    resumed = _cli([*args, f"paths.output_dir={run}", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-                    f"hydra.run.dir={tmp_path / 'h3'}"], tmp_path)
+    resumed = _cli(
+        [
+            *args,
+            f"paths.output_dir={run}",
+            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'h3'}",
+        ],
+        tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr[-1500:]
     assert final(run) == final(tmp_path / "ref")

@@ -6,4 +6,4 @@ expression of free-moving mice", PNAS Nexus 2025 (pgaf352). Heavy dependencies
 ``import painface`` stays fast.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -37,7 +37,9 @@ def resolve_checkpoint(run_or_ckpt: str | Path) -> Path:
         last = path / "checkpoints" / "last.ckpt"
         if last.is_file():
             return last
-        raise BundleError(f"{path}: no checkpoint in this run folder (no metrics.json checkpoint, no checkpoints/last.ckpt)")
+        raise BundleError(
+            f"{path}: no checkpoint in this run folder (no metrics.json checkpoint, no checkpoints/last.ckpt)"
+        )
     raise BundleError(f"{path}: no such run folder or checkpoint")
 
 
@@ -63,11 +65,20 @@ def export_model(run_or_ckpt: str | Path, out: str | Path) -> Path:
     run_metrics = {}
     metrics_file = ckpt.parent.parent / "metrics.json"
     if metrics_file.is_file():
-        run_metrics = {k: v for k, v in json.loads(metrics_file.read_text()).get("metrics", {}).items()
-                       if k.startswith("test/") and "confmat" not in k}
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "net": hp["net"], "provenance": provenance,
-              "source_checkpoint": str(ckpt.resolve()), "source_sha256_head": file_digest(ckpt),
-              "test_metrics": run_metrics}
+        run_metrics = {
+            k: v
+            for k, v in json.loads(metrics_file.read_text()).get("metrics", {}).items()
+            if k.startswith("test/") and "confmat" not in k
+        }
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "net": hp["net"],
+        "provenance": provenance,
+        "source_checkpoint": str(ckpt.resolve()),
+        "source_sha256_head": file_digest(ckpt),
+        "test_metrics": run_metrics,
+    }
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     (tmp / "MODEL_CARD.md").write_text(model_card(config))
     if out.exists():
@@ -81,26 +92,36 @@ def model_card(config: dict) -> str:
     data = config.get("provenance", {}).get("training_data") or {}
     metrics = config.get("test_metrics") or {}
     lines = [
-        "# painface model", "",
+        "# painface model",
+        "",
         f"- network: {net.get('name')} on {net.get('input_size')}-pixel RGB face crops"
         + (f", widths {net.get('channels')}" if net.get("channels") else ""),
         f"- painface version: {config.get('provenance', {}).get('painface_version', '?')}",
-        f"- source checkpoint: {config.get('source_checkpoint')} (sha256 head {config.get('source_sha256_head')})", "",
-        "## Training data", "",
+        f"- source checkpoint: {config.get('source_checkpoint')} (sha256 head {config.get('source_sha256_head')})",
+        "",
+        "## Training data",
+        "",
     ]
     if data:
-        lines += [f"- store {data.get('store')} (id {data.get('store_id')}), {data.get('crop_size')} px crops, schema "
-                  f"{data.get('schema_version')}",
-                  f"- strains: {', '.join(data.get('strains', []))}; {len(data.get('mice', []))} mice; "
-                  f"{data.get('sessions')} sessions; {data.get('crops')} crops {data.get('labels')}"]
+        lines += [
+            f"- store {data.get('store')} (id {data.get('store_id')}), {data.get('crop_size')} px crops, schema "
+            f"{data.get('schema_version')}",
+            f"- strains: {', '.join(data.get('strains', []))}; {len(data.get('mice', []))} mice; "
+            f"{data.get('sessions')} sessions; {data.get('crops')} crops {data.get('labels')}",
+        ]
     else:
         lines.append("- not recorded (a checkpoint from before painface recorded it)")
     lines += ["", "## Test metrics", ""]
     lines += [f"- {k}: {v:.3f}" for k, v in sorted(metrics.items())] or ["- none recorded"]
-    lines += ["", "## Use and limits", "",
-              "Weakly labelled (pre-injection = no pain, post = pain), as Kobayashi et al. 2025. Apply it to crops made "
-              "the same way (painface extract, same crop size) and to the strains it was trained on: the paper's "
-              "BALB/c model fails on black C57BL/6 mice.", ""]
+    lines += [
+        "",
+        "## Use and limits",
+        "",
+        "Weakly labelled (pre-injection = no pain, post = pain), as Kobayashi et al. 2025. Apply it to crops made "
+        "the same way (painface extract, same crop size) and to the strains it was trained on: the paper's "
+        "BALB/c model fails on black C57BL/6 mice.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -119,12 +140,16 @@ def load_bundle(folder: str | Path):
     except json.JSONDecodeError as exc:
         raise BundleError(f"{cfg_path}: unreadable ({exc})") from None
     if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{cfg_path}: format {config.get('format')!r} v{config.get('format_version')}, "
-                          f"this painface reads {FORMAT} v{FORMAT_VERSION}")
+        raise BundleError(
+            f"{cfg_path}: format {config.get('format')!r} v{config.get('format_version')}, "
+            f"this painface reads {FORMAT} v{FORMAT_VERSION}"
+        )
     model = PainClassifier(net=config["net"])
     try:
         model.net.load_state_dict(load_file(str(weights)), strict=True)
     except Exception as exc:  # safetensors raises its own error type for a damaged file
-        raise BundleError(f"{weights}: weights do not fit the config's network ({str(exc).splitlines()[0][:150]})") from None
+        raise BundleError(
+            f"{weights}: weights do not fit the config's network ({str(exc).splitlines()[0][:150]})"
+        ) from None
     model.provenance = config.get("provenance", {})
     return model

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from painface import defaults
 from painface.errors import PainfaceError
 
 
@@ -21,15 +22,16 @@ class ConfigError(PainfaceError):
     pass
 
 
+DEFAULT_MODEL = "painface.models.PainClassifier"
+DEFAULT_DATA = "painface.data.PainFaceDataModule"
+
+
 @dataclass
 class NetConfig:
+    # the keys every network has; the rest (channels, fc, dropout, weights, ...) are the
+    # registered network's own keyword arguments, checked against its signature
     name: str = "paper"
     input_size: int = 96
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64, 128, 128])
-    fc: list[int] = field(default_factory=lambda: [128, 64])
-    dropout: float = 0.0
-    weights: Optional[str] = None
-    num_classes: int = 2
 
 
 @dataclass
@@ -39,10 +41,10 @@ class MetricsConfig:
 
 @dataclass
 class ModelConfig:
-    _target_: str = "painface.models.PainClassifier"
-    net: NetConfig = field(default_factory=NetConfig)
+    _target_: str = DEFAULT_MODEL
+    net: Any = field(default_factory=lambda: {"name": "paper", "input_size": 96})
     optimizer: Any = None
-    init_from: Optional[str] = None
+    init_from: str | None = None
     label_smoothing: float = 0.0
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -51,34 +53,34 @@ class ModelConfig:
 class BuildConfig:
     study: str = MISSING
     workers: int = 2
-    crop_size: int = 128
-    mice_per_group: Optional[int] = None
-    pre_min: Optional[float] = None
-    post_min: Optional[float] = None
-    fps: Optional[float] = None
-    width: Optional[int] = None
-    height: Optional[int] = None
-    cameras: Optional[int] = None
-    signal: Optional[float] = None
-    seed: Optional[int] = None
-    au_weights: Optional[dict[str, float]] = None
+    crop_size: int = defaults.CROP_SIZE
+    mice_per_group: int | None = None
+    pre_min: float | None = None
+    post_min: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    cameras: int | None = None
+    signal: float | None = None
+    seed: int | None = None
+    au_weights: dict[str, float] | None = None
 
 
 @dataclass
 class DataConfig:
-    _target_: str = "painface.data.PainFaceDataModule"
+    _target_: str = DEFAULT_DATA
     name: str = MISSING
     store: str = MISSING
-    build: Optional[BuildConfig] = None
-    strains: Optional[list[str]] = None
-    sessions: Optional[list[str]] = None
-    phases: Optional[list[str]] = None
-    mice: Optional[list[str]] = None
+    build: BuildConfig | None = None
+    strains: list[str] | None = None
+    sessions: list[str] | None = None
+    phases: list[str] | None = None
+    mice: list[str] | None = None
     fold: int = 0
     n_folds: int = 4
     split_seed: int = 0
-    test_fold: Optional[int] = None
-    min_sharpness: Optional[float] = None
+    test_fold: int | None = None
+    min_sharpness: float | None = None
     samples_per_epoch: int = 30000
     batch_size: int = 128
     num_workers: int = 2
@@ -98,43 +100,54 @@ class PathsConfig:
 
 @dataclass
 class TrainConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # checked by their own schema (or, for a user's own _target_, by its signature) in validate()
+    data: Any = None
+    model: Any = None
     trainer: dict[str, Any] = field(default_factory=dict)
-    callbacks: Optional[dict[str, Any]] = field(default_factory=dict)
-    logger: Optional[dict[str, Any]] = field(default_factory=dict)
+    callbacks: dict[str, Any] | None = field(default_factory=dict)
+    logger: dict[str, Any] | None = field(default_factory=dict)
     paths: PathsConfig = field(default_factory=PathsConfig)
     task_name: str = "train"
     tags: list[str] = field(default_factory=list)
-    seed: Optional[int] = 42
-    ckpt_path: Optional[str] = None
+    seed: int | None = 42
+    ckpt_path: str | None = None
     train: bool = True
     test: bool = True
-    matmul_precision: Optional[str] = None
-    optimized_metric: Optional[str] = None
+    matmul_precision: str | None = None
+    optimized_metric: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-KNOWN_DATA = ("synthetic", "balbc", "c57bl6", "store")
-KNOWN_NETS = ("paper", "resnet18", "resnet34", "resnet50")
+def _merge(schema, plain, prefix: str = ""):
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), plain)
+    except (ConfigKeyError, ValidationError) as exc:
+        key = getattr(exc, "full_key", None) or ""
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"config key '{prefix}{key}': {msg}") from None
 
 
 def validate(cfg: DictConfig) -> DictConfig:
-    """Merge the composed config into the schema; raise ConfigError naming a bad key."""
+    """Merge the composed config into the schema; raise ConfigError naming a bad key.
+
+    ``model`` and ``data`` are checked against painface's schema when their ``_target_`` is
+    painface's own class; a user's own ``_target_`` is checked against its signature.
+    """
     plain = OmegaConf.to_container(cfg, resolve=False)
     plain.pop("hydra", None)
     for key in ("experiment", "debug", "hparams_search"):
         plain.pop(key, None)
-    schema = OmegaConf.structured(TrainConfig)
-    try:
-        merged = OmegaConf.merge(schema, plain)
-    except (ConfigKeyError, ValidationError) as exc:
-        key = getattr(exc, "full_key", None) or ""
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"config key '{key}': {msg}") from None
-    name = merged.model.net.name
-    if name not in KNOWN_NETS:
-        raise ConfigError(f"config key 'model.net.name': unknown model '{name}' (known: {', '.join(KNOWN_NETS)})")
+    groups = {g: plain.pop(g, None) or {} for g in ("model", "data")}
+    merged = _merge(TrainConfig, plain)
+    for group, schema, default in (("model", ModelConfig, DEFAULT_MODEL), ("data", DataConfig, DEFAULT_DATA)):
+        node = groups[group]
+        if node.get("_target_", default) == default:
+            node = _merge(schema, node, prefix=f"{group}.")
+        else:
+            _check_target_kwargs(node, group)
+        merged[group] = node
+    if merged.model._target_ == DEFAULT_MODEL:
+        _check_net(merged.model.net)
     for group in ("callbacks", "logger"):
         for cb_name, node in (merged[group] or {}).items():
             if node is not None:
@@ -144,19 +157,61 @@ def validate(cfg: DictConfig) -> DictConfig:
     return merged
 
 
+def _check_net(net) -> None:
+    """The network's name is registered and each of its keys is an argument of that network."""
+    from painface.models import ModelError, net_arguments
+
+    for key in ("name", "input_size"):
+        if key not in net:
+            raise ConfigError(f"config key 'model.net.{key}': missing (every network needs it)")
+    if not isinstance(net.input_size, int):
+        raise ConfigError(f"config key 'model.net.input_size': must be an integer, got {net.input_size!r}")
+    try:
+        allowed = net_arguments(net.name)
+    except ModelError as exc:
+        key, _, why = str(exc).partition(": ")
+        raise ConfigError(f"config key '{key}': {why}") from None
+    for key in net:
+        if key not in ("name", "input_size") and key not in allowed:
+            raise ConfigError(
+                f"config key 'model.net.{key}': the '{net.name}' network has no setting '{key}' "
+                f"(it takes: {', '.join(allowed)})"
+            )
+
+
 def _check_ranges(cfg) -> None:
     """Values the schema's types allow but the task cannot use."""
+    if cfg.data.get("_target_") != DEFAULT_DATA or cfg.model.get("_target_") != DEFAULT_MODEL:
+        return  # a user's own classes check their own values
     d = cfg.data
-    for key, value, low in (("data.samples_per_epoch", d.samples_per_epoch, 1), ("data.batch_size", d.batch_size, 1),
-                            ("data.num_workers", d.num_workers, 0),
-                            # the paper CNN halves the map six times
-                            ("model.net.input_size", cfg.model.net.input_size, 64 if cfg.model.net.name == "paper" else 32)):
+    for key, value, low in (
+        ("data.samples_per_epoch", d.samples_per_epoch, 1),
+        ("data.batch_size", d.batch_size, 1),
+        ("data.num_workers", d.num_workers, 0),
+        # the paper CNN halves the map six times
+        ("model.net.input_size", cfg.model.net.input_size, 64 if cfg.model.net.name == "paper" else 32),
+    ):
         if value < low:
             raise ConfigError(f"config key '{key}': must be >= {low}, got {value}")
     if d.n_folds < 0:
         raise ConfigError(f"config key 'data.n_folds': must be >= 0 (0 = leave-one-mouse-out), got {d.n_folds}")
     if d.min_sharpness is not None and d.min_sharpness < 0:
         raise ConfigError(f"config key 'data.min_sharpness': must be >= 0, got {d.min_sharpness}")
+
+
+def _init_arguments(cls) -> set[str] | None:
+    """The keyword arguments ``cls(...)`` accepts, following ``**kwargs`` to the base classes
+    (a subclass that passes ``**kw`` on to PainClassifier takes PainClassifier's arguments)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names
+    return None
 
 
 def _check_target_kwargs(node, where: str) -> None:
@@ -170,8 +225,8 @@ def _check_target_kwargs(node, where: str) -> None:
         cls = get_class(target)
     except Exception as exc:
         raise ConfigError(f"config key '{where}._target_': cannot import '{target}' ({exc})") from None
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    params = _init_arguments(cls)
+    if params is None:  # **kwargs all the way up: the class takes anything
         return
     for key in node:
         if not str(key).startswith("_") and key not in params:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from painface import defaults
+
 RULE_BOTH, RULE_RIGHT, RULE_LEFT, RULE_SKIP = "i", "ii", "iii", "iv"
 #: Why a rule-(iv) frame was skipped.
 SKIP_NO_NOSE, SKIP_NO_EYE = "no_nose", "no_eye"
 
-REFERENCE_CROP = 800      # pixels at ...
-REFERENCE_ROWS = 2160     # ... the paper's 3840x2160 frames
+REFERENCE_CROP = defaults.CROP_PX  # pixels at ...
+REFERENCE_ROWS = defaults.REFERENCE_ROWS  # ... the paper's 3840x2160 frames
 
 
 def crop_size_for(frame_rows: int, crop_px: int = REFERENCE_CROP, reference_rows: int = REFERENCE_ROWS) -> int:
@@ -25,7 +27,9 @@ def crop_size_for(frame_rows: int, crop_px: int = REFERENCE_CROP, reference_rows
     return max(int(round(crop_px * frame_rows / reference_rows)), 8)
 
 
-def crop_rules(nose: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray, threshold: float = 0.9):
+def crop_rules(
+    nose: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray, threshold: float = defaults.LIKELIHOOD_THRESHOLD
+):
     """Apply the rules to (n, 3) arrays of x, y, likelihood.
 
     Returns ``(rule, centre, reason)``: rule codes ("i".."iv") per frame, crop centres
@@ -42,8 +46,8 @@ def crop_rules(nose: np.ndarray, right_eye: np.ndarray, left_eye: np.ndarray, th
     left_only = has_nose & has_left & ~has_right
     rule[both], rule[right_only], rule[left_only] = RULE_BOTH, RULE_RIGHT, RULE_LEFT
     centre[both] = (right_eye[both, :2] + left_eye[both, :2]) / 2  # rule (i): midpoint of the eyes
-    centre[right_only] = right_eye[right_only, :2]                 # rule (ii): only the right eye is reliable
-    centre[left_only] = left_eye[left_only, :2]                    # rule (iii): only the left eye is reliable
+    centre[right_only] = right_eye[right_only, :2]  # rule (ii): only the right eye is reliable
+    centre[left_only] = left_eye[left_only, :2]  # rule (iii): only the left eye is reliable
     reason = np.full(n, "", dtype=object)
     reason[(rule == RULE_SKIP) & ~has_nose] = SKIP_NO_NOSE
     reason[(rule == RULE_SKIP) & has_nose] = SKIP_NO_EYE

@@ -7,7 +7,6 @@ training images).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -29,8 +28,9 @@ class DataError(PainfaceError):
     pass
 
 
-def augment_and_resize(img: np.ndarray, size: int, rng: np.random.Generator | None, rotation: float = 20.0,
-                       hflip: bool = True) -> np.ndarray:
+def augment_and_resize(
+    img: np.ndarray, size: int, rng: np.random.Generator | None, rotation: float = 20.0, hflip: bool = True
+) -> np.ndarray:
     """Paper step 5 augmentation: rotation within +-20 degrees and horizontal flip, then resize.
 
     Rotation and resize are one affine warp, so the image is resampled once.
@@ -53,8 +53,17 @@ def to_tensor(img_bgr: np.ndarray) -> torch.Tensor:
 class CropDataset(Dataset):
     """Crops of a store index; yields image, label, group codes and crop_id."""
 
-    def __init__(self, root, index: pd.DataFrame, input_size: int, train: bool = False, rotation: float = 20.0,
-                 hflip: bool = True, group_codes: np.ndarray | None = None, seed: int = 0):
+    def __init__(
+        self,
+        root,
+        index: pd.DataFrame,
+        input_size: int,
+        train: bool = False,
+        rotation: float = 20.0,
+        hflip: bool = True,
+        group_codes: np.ndarray | None = None,
+        seed: int = 0,
+    ):
         self.reader = CropReader(root)
         self.index = index.reset_index(drop=True)
         self.loc = self.index[["image", "offset", "nbytes"]].to_numpy()
@@ -75,8 +84,12 @@ class CropDataset(Dataset):
         image, offset, nbytes = self.loc[i]
         img = self.reader.read(image, offset, nbytes)
         img = augment_and_resize(img, self.size, self._rng if self.train else None, self.rotation, self.hflip)
-        return {"image": to_tensor(img), "label": int(self.labels[i]), "groups": torch.from_numpy(self.group_codes[i]),
-                "crop_id": self.crop_ids[i]}
+        return {
+            "image": to_tensor(img),
+            "label": int(self.labels[i]),
+            "groups": torch.from_numpy(self.group_codes[i]),
+            "crop_id": self.crop_ids[i],
+        }
 
 
 def mouse_folds(mice: list[str], n_folds: int, seed: int) -> list[list[str]]:
@@ -90,12 +103,30 @@ def mouse_folds(mice: list[str], n_folds: int, seed: int) -> list[list[str]]:
 
 
 class PainFaceDataModule(L.LightningDataModule):
-    def __init__(self, store: str, name: str = "store", build: dict | None = None, strains=None, sessions=None,
-                 phases=None, mice=None, fold: int = 0, n_folds: int = 4, split_seed: int = 0, test_fold: int | None = None,
-                 min_sharpness: float | None = None,
-                 samples_per_epoch: int = 30000, batch_size: int = 128, num_workers: int = 2, pin_memory: bool = False,
-                 rotation: float = 20.0, hflip: bool = True, input_size: int = 96, group_by=None,
-                 persistent_workers: bool = True):
+    def __init__(
+        self,
+        store: str,
+        name: str = "store",
+        build: dict | None = None,
+        strains=None,
+        sessions=None,
+        phases=None,
+        mice=None,
+        fold: int = 0,
+        n_folds: int = 4,
+        split_seed: int = 0,
+        test_fold: int | None = None,
+        min_sharpness: float | None = None,
+        samples_per_epoch: int = 30000,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        rotation: float = 20.0,
+        hflip: bool = True,
+        input_size: int = 96,
+        group_by=None,
+        persistent_workers: bool = True,
+    ):
         super().__init__()
         # recorded with the model's, so a W&B/CSV run shows which store, fold and sampling it used
         self.save_hyperparameters(ignore=["group_by"])
@@ -114,13 +145,19 @@ class PainFaceDataModule(L.LightningDataModule):
     # -- selection ---------------------------------------------------------------------
     def prepare_data(self):
         if self.build and not (self.store / "store.json").exists():
+            from painface.synthetic.store import build_synthetic_store
+
             build_synthetic_store(self.store, **self.build)
 
     def selection(self) -> pd.DataFrame:
         if not (self.store / "store.json").exists():
-            raise StoreError(f"data.store: no crop store at {self.store}; build one with "
-                             f"'painface extract MANIFEST --store {self.store}' (see README: from videos to a store)")
+            raise StoreError(
+                f"data.store: no crop store at {self.store}; build one with "
+                f"'painface extract MANIFEST --store {self.store}' (see README: from videos to a store)"
+            )
         if self.build:
+            from painface.synthetic.store import check_build
+
             check_build(self.store, self.build)
         idx = read_index(self.store)
         if idx.empty:
@@ -131,11 +168,16 @@ class PainFaceDataModule(L.LightningDataModule):
         idx = idx[idx["label"].isin(list(LABELS))]
         if self.min_sharpness is not None:
             if idx["sharpness"].isna().all():
-                raise DataError(f"data.min_sharpness: {self.store} has no sharpness values (extracted by an older "
-                                f"painface); re-extract it or drop the filter")
+                raise DataError(
+                    f"data.min_sharpness: {self.store} has no sharpness values (extracted by an older "
+                    f"painface); re-extract it or drop the filter"
+                )
             idx = idx[idx["sharpness"] >= self.min_sharpness]
         if idx.empty:
-            raise DataError(f"{self.store}: no labelled crops match the selection {({k: v for k, v in self.filters.items() if v})}")
+            raise DataError(
+                f"{self.store}: no labelled crops match the selection "
+                f"{ ({k: v for k, v in self.filters.items() if v}) }"
+            )
         return idx.reset_index(drop=True)
 
     def split(self, idx: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -160,8 +202,10 @@ class PainFaceDataModule(L.LightningDataModule):
         self.test_role = "validation mice (they also chose the checkpoint)"
         if self.test_fold is not None:
             if not 0 <= self.test_fold < len(folds) or self.test_fold == self.fold:
-                raise DataError(f"data.test_fold={self.test_fold}: must be a fold of 0..{len(folds) - 1} other than "
-                                f"data.fold={self.fold}")
+                raise DataError(
+                    f"data.test_fold={self.test_fold}: must be a fold of 0..{len(folds) - 1} other than "
+                    f"data.fold={self.fold}"
+                )
             test_mice = set(folds[self.test_fold])
             self.test_role = "held-out test mice (they neither trained the network nor chose the checkpoint)"
         val = idx[idx["mouse_id"].isin(val_mice)]
@@ -182,18 +226,45 @@ class PainFaceDataModule(L.LightningDataModule):
         for name, part in (("training", self.train_index), ("validation", self.val_index), ("test", self.test_index)):
             classes = set(part["label"])
             if len(classes) < 2:
-                raise DataError(f"{self.store}: the {name} set has only one class ({classes or 'none'}); "
-                                f"it needs both pain and no_pain crops")
+                raise DataError(
+                    f"{self.store}: the {name} set has only one class ({classes or 'none'}); "
+                    f"it needs both pain and no_pain crops"
+                )
 
     def _dataset(self, index, train):
-        codes = np.stack([index[c].astype(str).map({v: i for i, v in enumerate(self.group_levels[c])}).to_numpy()
-                          for c in self.group_by], axis=1).astype(np.int64) if self.group_by else None
-        return CropDataset(self.store, index, self.input_size, train=train, rotation=self.rotation, hflip=self.hflip,
-                           group_codes=codes, seed=self.split_seed)
+        codes = (
+            np.stack(
+                [
+                    index[c].astype(str).map({v: i for i, v in enumerate(self.group_levels[c])}).to_numpy()
+                    for c in self.group_by
+                ],
+                axis=1,
+            ).astype(np.int64)
+            if self.group_by
+            else None
+        )
+        return CropDataset(
+            self.store,
+            index,
+            self.input_size,
+            train=train,
+            rotation=self.rotation,
+            hflip=self.hflip,
+            group_codes=codes,
+            seed=self.split_seed,
+        )
 
     def _loader(self, ds, sampler=None, shuffle=False):
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.persistent_workers, drop_last=False)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            drop_last=False,
+        )
 
     def train_dataloader(self):
         ds = self._dataset(self.train_index, train=True)
@@ -206,35 +277,3 @@ class PainFaceDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return self._loader(self._dataset(self.test_index, train=False))
-
-
-def _build_settings(build: dict) -> dict:
-    return {k: v for k, v in sorted(build.items()) if k != "workers"}
-
-
-def build_synthetic_store(store: Path, study: str, workers: int = 2, crop_size: int = 128, **gen) -> None:
-    """``data=synthetic`` builds its store on first use: render the study, then extract."""
-    from painface.extract import ExtractConfig, extract
-    from painface.synthetic.study import generate_study
-
-    store = Path(store)
-    raw = store.parent / (store.name + "_videos")
-    mice = gen.pop("mice_per_group", None)
-    manifest = generate_study(study, raw, workers=workers, mice_per_group=mice, **gen)
-    _, errors = extract(manifest, store, ExtractConfig(crop_size=crop_size, workers=workers))
-    if errors:
-        raise DataError("synthetic store build failed: " + "; ".join(errors))
-    settings = _build_settings({"study": study, "crop_size": crop_size, "mice_per_group": mice, **gen})
-    (store / "build.json").write_text(json.dumps(settings, indent=2))
-
-
-def check_build(store: Path, build: dict) -> None:
-    path = Path(store) / "build.json"
-    if not path.exists():
-        return
-    have = json.loads(path.read_text())
-    want = _build_settings(build)
-    if have != want:
-        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-        raise DataError(f"{store}: synthetic store was built with other settings ({', '.join(diff)}); "
-                        f"delete it or set data.store to another folder")

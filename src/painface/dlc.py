@@ -24,10 +24,14 @@ import tempfile
 from pathlib import Path
 
 import cv2
+import pandas as pd
 import yaml
+from tqdm import tqdm
 
 from painface.errors import PainfaceError
+from painface.files import atomic_write
 from painface.keypoints import KeypointError, read_dlc
+from painface.manifest import read_manifest, write_manifest
 from painface.procs import subprocess_kwargs
 
 
@@ -35,7 +39,7 @@ class DLCError(PainfaceError):
     """A DeepLabCut project or run that cannot be used; the message names the file."""
 
 
-def read_project(config: str | Path) -> dict:
+def read_project(config: str | Path, check_path: bool = True) -> dict:
     config = Path(config)
     try:
         cfg = yaml.safe_load(config.read_text())
@@ -43,28 +47,54 @@ def read_project(config: str | Path) -> dict:
         raise DLCError(f"{config}: unreadable DeepLabCut project config ({type(exc).__name__})") from None
     if not isinstance(cfg, dict) or "bodyparts" not in cfg or "Task" not in cfg:
         raise DLCError(f"{config}: not a DeepLabCut project config (no Task/bodyparts)")
-    if not Path(str(cfg.get("project_path", ""))).is_dir():
-        raise DLCError(f"{config}: project_path '{cfg.get('project_path')}' is not a folder; "
-                       f"run 'painface dlc relocate {config}' after moving a project")
+    if check_path and not Path(str(cfg.get("project_path", ""))).is_dir():
+        raise DLCError(
+            f"{config}: project_path '{cfg.get('project_path')}' is not a folder; "
+            f"run 'painface dlc relocate {config}' after moving a project"
+        )
     return cfg
 
 
 def relocate_project(config: str | Path) -> Path:
     """Point a moved project at its folder, and its video_sets at its labelled-data folders
-    (what DeepLabCut's own demo does for its example projects)."""
+    (what DeepLabCut's own demo does for its example projects).
+
+    Edited round-trip with ruamel.yaml, DeepLabCut's own YAML library, so the file keeps
+    its comments and key order (DeepLabCut's ``edit_config`` rewrites it from a template and
+    drops a user's comments); each video keeps its own crop, a new one gets its frames' size.
+    """
+    try:
+        from ruamel.yaml import YAML
+    except ImportError:
+        raise DLCError("painface dlc relocate needs ruamel.yaml: pip install 'painface[dlc]'") from None
+
     config = Path(config).resolve()
-    cfg = yaml.safe_load(config.read_text())
+    cfg = read_project(config, check_path=False)
     root = config.parent
-    cfg["project_path"] = str(root)
-    crop = next(iter((cfg.get("video_sets") or {}).values()), {}) or {}
-    cfg["video_sets"] = {str(root / "videos" / f"{d.name}.mp4"): {"crop": crop.get("crop", "0, 640, 0, 480")}
-                         for d in sorted((root / "labeled-data").iterdir()) if d.is_dir()}
+    old = {Path(k).stem: (v or {}).get("crop") for k, v in (cfg.get("video_sets") or {}).items()}
+    video_sets = {}
+    for d in sorted(p for p in (root / "labeled-data").iterdir() if p.is_dir()):
+        crop = old.get(d.name) or _full_frame_crop(d)
+        if crop is None:
+            raise DLCError(f"{d}: no labelled image to read the frame size from, and config.yaml gives no crop")
+        video_sets[str(root / "videos" / f"{d.name}.mp4")] = {"crop": crop}
+    edits = {"project_path": str(root), "video_sets": video_sets}
     if cfg.get("multianimalproject") is None:
-        cfg["multianimalproject"] = False
-    tmp = config.with_name(config.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    os.replace(tmp, config)
+        edits["multianimalproject"] = False
+    rt = YAML()  # round-trip
+    doc = rt.load(config)
+    for key, value in edits.items():
+        doc[key] = value
+    with atomic_write(config) as tmp, open(tmp, "w") as f:
+        rt.dump(doc, f)
     return config
+
+
+def _full_frame_crop(folder: Path) -> str | None:
+    """DeepLabCut's crop string for a whole frame: "x1, x2, y1, y2"."""
+    image = next(iter(sorted(folder.glob("*.png"))), None)
+    frame = cv2.imread(str(image)) if image else None
+    return None if frame is None else f"0, {frame.shape[1]}, 0, {frame.shape[0]}"
 
 
 def _run(job: dict, timeout: float | None = None) -> dict:
@@ -72,18 +102,32 @@ def _run(job: dict, timeout: float | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         job = {**job, "result": str(result)}
-        proc = subprocess.run([sys.executable, "-m", "painface.dlc", json.dumps(job)], capture_output=True, text=True,
-                              timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-                              **subprocess_kwargs())
+        proc = subprocess.run(
+            [sys.executable, "-m", "painface.dlc", json.dumps(job)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            **subprocess_kwargs(),
+        )
         if proc.returncode != 0 or not result.exists():
             tail = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()][-1:] or ["no output"]
             raise DLCError(f"{job.get('config')}: DeepLabCut {job['op']} failed: {tail[0]}")
         return json.loads(result.read_text())
 
 
-def train_face_model(config: str | Path, shuffle: int = 1, net_type: str = "resnet_50", epochs: int = 200,
-                     batch_size: int = 8, weights: str | Path | None = None, augment: bool = True,
-                     image_size: int | None = None, device: str = "cpu", timeout: float | None = None) -> dict:
+def train_face_model(
+    config: str | Path,
+    shuffle: int = 1,
+    net_type: str = "resnet_50",
+    epochs: int = 200,
+    batch_size: int = 8,
+    weights: str | Path | None = None,
+    augment: bool = True,
+    image_size: int | None = None,
+    device: str = "auto",
+    timeout: float | None = None,
+) -> dict:
     """``create_training_dataset`` + ``train_network`` with ``pretrained: false``.
 
     ``weights``: a local snapshot to start from instead of random initialisation.
@@ -91,14 +135,33 @@ def train_face_model(config: str | Path, shuffle: int = 1, net_type: str = "resn
     Returns the shuffle's folder and snapshot paths.
     """
     read_project(config)
-    return _run({"op": "train", "config": str(Path(config).resolve()), "shuffle": shuffle, "net_type": net_type,
-                 "epochs": epochs, "batch_size": batch_size, "weights": str(weights) if weights else None,
-                 "augment": augment, "image_size": image_size, "device": device}, timeout)
+    return _run(
+        {
+            "op": "train",
+            "config": str(Path(config).resolve()),
+            "shuffle": shuffle,
+            "net_type": net_type,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "weights": str(weights) if weights else None,
+            "augment": augment,
+            "image_size": image_size,
+            "device": device,
+        },
+        timeout,
+    )
 
 
-def analyze_video(config: str | Path, video: str | Path, dest: str | Path, shuffle: int = 1, snapshot_index: int = -1,
-                  analysis_size: tuple[int, int] | None = (1280, 720), device: str = "cpu",
-                  timeout: float | None = None) -> Path:
+def analyze_video(
+    config: str | Path,
+    video: str | Path,
+    dest: str | Path,
+    shuffle: int = 1,
+    snapshot_index: int = -1,
+    analysis_size: tuple[int, int] | None = (1280, 720),
+    device: str = "auto",
+    timeout: float | None = None,
+) -> Path:
     """Run ``analyze_videos`` on a downscaled copy; write full-resolution keypoints to ``dest``.
 
     Returns the h5 path; a ``*_scale.json`` beside it records the scale factors.
@@ -128,29 +191,87 @@ def analyze_video(config: str | Path, video: str | Path, dest: str | Path, shuff
             sx, sy = w / aw, h / ah
         cap.release()
         out = Path(tmp) / "out"
-        _run({"op": "analyze", "config": str(Path(config).resolve()), "video": str(src), "dest": str(out),
-              "shuffle": shuffle, "snapshot_index": snapshot_index, "device": device}, timeout)
+        _run(
+            {
+                "op": "analyze",
+                "config": str(Path(config).resolve()),
+                "video": str(src),
+                "dest": str(out),
+                "shuffle": shuffle,
+                "snapshot_index": snapshot_index,
+                "device": device,
+            },
+            timeout,
+        )
         produced = sorted(out.glob(f"{src.stem}DLC*.h5"))
         if not produced:
             raise DLCError(f"{video}: DeepLabCut wrote no keypoint file")
-        import pandas as pd
 
         wide = pd.read_hdf(produced[0])
         coords = wide.columns.get_level_values(-1)
-        wide.loc[:, coords == "x"] = wide.loc[:, coords == "x"] * sx   # back to full resolution (paper step 2)
+        wide.loc[:, coords == "x"] = wide.loc[:, coords == "x"] * sx  # back to full resolution (paper step 2)
         wide.loc[:, coords == "y"] = wide.loc[:, coords == "y"] * sy
         target = dest / produced[0].name
-        tmp_h5 = target.with_name(target.name + ".tmp")
-        wide.to_hdf(tmp_h5, key="df_with_missing", format="table", mode="w")
-        os.replace(tmp_h5, target)
-        (dest / f"{target.stem}_scale.json").write_text(json.dumps(
-            {"video": str(video), "full_size": [w, h], "analysis_size": [int(w / sx), int(h / sy)], "scale_x": sx, "scale_y": sy},
-            indent=2))
+        with atomic_write(target) as tmp_h5:
+            wide.to_hdf(tmp_h5, key="df_with_missing", format="table", mode="w")
+        (dest / f"{target.stem}_scale.json").write_text(
+            json.dumps(
+                {
+                    "video": str(video),
+                    "full_size": [w, h],
+                    "analysis_size": [int(w / sx), int(h / sy)],
+                    "scale_x": sx,
+                    "scale_y": sy,
+                },
+                indent=2,
+            )
+        )
     read_dlc(target)  # fail here, naming the file, if the output is unusable
     return target
 
 
 # ----------------------------------------------------------------------------- subprocess side
+def add_keypoints(
+    manifest: str | Path,
+    config: str | Path,
+    out: str | Path,
+    shuffle: int = 1,
+    analysis_height: int = 720,
+    device: str = "auto",
+) -> Path:
+    """Analyze every video lacking keypoints; write ``out/manifest.csv`` pointing at the results.
+
+    Videos taller than ``analysis_height`` are analysed on a 16:9-preserving downscaled
+    copy (the paper analysed 4K video at 1280x720), then scaled back.
+    """
+    df = read_manifest(manifest)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in tqdm(range(len(df)), desc="DeepLabCut", unit="video"):
+        if not pd.isna(df.at[i, "keypoints"]):
+            continue
+
+        cap = cv2.VideoCapture(df.at[i, "video"])
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        cap.release()
+        size = (int(round(w * analysis_height / h)), analysis_height) if h > analysis_height else None
+        df.at[i, "keypoints"] = str(
+            analyze_video(config, df.at[i, "video"], out, shuffle=shuffle, analysis_size=size, device=device)
+        )
+    target = out / "manifest.csv"
+    write_manifest(df, target)
+    return target
+
+
+def _device(device: str) -> str:
+    """``auto``: the GPU when there is one (DeepLabCut is the slow stage), else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _shuffle_train_dir(project: Path, shuffle: int) -> Path:
     found = sorted(project.glob(f"dlc-models-pytorch/iteration-*/*shuffle{shuffle}/train"))
     if not found:
@@ -160,19 +281,30 @@ def _shuffle_train_dir(project: Path, shuffle: int) -> Path:
 
 def _job_train(job: dict) -> dict:
     import deeplabcut
+    import torch
     from deeplabcut.core.engine import Engine
     from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
     from deeplabcut.pose_estimation_pytorch.models import PoseModel
-    import torch
 
     project = Path(job["config"]).parent
-    deeplabcut.create_training_dataset(job["config"], num_shuffles=1, Shuffles=[job["shuffle"]], net_type=job["net_type"],
-                                       engine=Engine.PYTORCH, userfeedback=False)
+    deeplabcut.create_training_dataset(
+        job["config"],
+        num_shuffles=1,
+        Shuffles=[job["shuffle"]],
+        net_type=job["net_type"],
+        engine=Engine.PYTORCH,
+        userfeedback=False,
+    )
     train_dir = _shuffle_train_dir(project, job["shuffle"])
     updates = {}
     if not job["augment"]:
-        updates["data.train"] = {"normalize_images": True, "scale_to_unit_range": False, "hist_eq": False,
-                                 "motion_blur": False, "collate": None}
+        updates["data.train"] = {
+            "normalize_images": True,
+            "scale_to_unit_range": False,
+            "hist_eq": False,
+            "motion_blur": False,
+            "collate": None,
+        }
     if job.get("image_size"):
         s = int(job["image_size"])
         for part in ("train", "inference"):
@@ -184,9 +316,16 @@ def _job_train(job: dict) -> dict:
         model = PoseModel.build(cfg["model"], pretrained_backbone=False)  # pretrained: false, offline
         snapshot = str(train_dir / "painface-random-init.pt")
         torch.save({"model": model.state_dict()}, snapshot)
-    deeplabcut.train_network(job["config"], shuffle=job["shuffle"], epochs=job["epochs"], save_epochs=job["epochs"],
-                             batch_size=job["batch_size"], device=job["device"], snapshot_path=snapshot,
-                             pytorch_cfg_updates=updates or None)
+    deeplabcut.train_network(
+        job["config"],
+        shuffle=job["shuffle"],
+        epochs=job["epochs"],
+        save_epochs=job["epochs"],
+        batch_size=job["batch_size"],
+        device=_device(job["device"]),
+        snapshot_path=snapshot,
+        pytorch_cfg_updates=updates or None,
+    )
     snaps = sorted(str(p) for p in train_dir.glob("snapshot-*.pt"))
     return {"train_dir": str(train_dir), "snapshots": snaps, "init": snapshot}
 
@@ -194,8 +333,15 @@ def _job_train(job: dict) -> dict:
 def _job_analyze(job: dict) -> dict:
     import deeplabcut
 
-    deeplabcut.analyze_videos(job["config"], [job["video"]], shuffle=job["shuffle"], destfolder=job["dest"],
-                              save_as_csv=True, device=job["device"], auto_track=False)
+    deeplabcut.analyze_videos(
+        job["config"],
+        [job["video"]],
+        shuffle=job["shuffle"],
+        destfolder=job["dest"],
+        save_as_csv=True,
+        device=_device(job["device"]),
+        auto_track=False,
+    )
     return {"dest": job["dest"]}
 
 

@@ -18,16 +18,14 @@ import cv2
 import pandas as pd
 from tqdm import tqdm
 
-from painface.errors import PainfaceError
+from painface import defaults
 from painface import store as st
 from painface.crops import RULE_SKIP, crop_box, crop_rules, crop_size_for, cut, sharpness
+from painface.errors import PainfaceError
 from painface.keypoints import FACE_POINTS, KeypointError, face_points, read_dlc
 from painface.manifest import read_manifest
 from painface.procs import worker_pool
-
-
-class VideoError(PainfaceError):
-    """A video that cannot be decoded; the message names the file."""
+from painface.video import VideoError, open_video
 
 
 class ExtractError(PainfaceError):
@@ -36,10 +34,10 @@ class ExtractError(PainfaceError):
 
 @dataclass
 class ExtractConfig:
-    crop_size: int = 128           # stored crop resolution (pixels)
-    threshold: float = 0.9         # paper step 3: likelihood threshold
-    crop_px: int = 800             # crop size at the reference resolution ...
-    reference_rows: int = 2160     # ... 800 px at 2160 rows
+    crop_size: int = defaults.CROP_SIZE  # stored crop resolution (pixels)
+    threshold: float = defaults.LIKELIHOOD_THRESHOLD  # paper step 3
+    crop_px: int = defaults.CROP_PX  # crop size at the reference resolution ...
+    reference_rows: int = defaults.REFERENCE_ROWS  # ... 800 px at 2160 rows
     image_format: str = "jpg"
     jpeg_quality: int = 92
     workers: int = 1
@@ -58,22 +56,14 @@ class ExtractConfig:
         if not 1 <= int(self.jpeg_quality) <= 100:
             raise ExtractError(f"--jpeg-quality: must be in 1..100, got {self.jpeg_quality!r}")
 
-
-def open_video(path: str | Path) -> tuple[cv2.VideoCapture, int, float, tuple[int, int]]:
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: video not found")
-    if path.stat().st_size == 0:
-        raise VideoError(f"{path}: video is empty (0 bytes)")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise VideoError(f"{path}: cannot open video (corrupt or unsupported codec)")
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    fps = float(cap.get(cv2.CAP_PROP_FPS)) or 0.0
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    if size[0] == 0 or size[1] == 0:
-        raise VideoError(f"{path}: video has no decodable frames")
-    return cap, n, fps, size
+    def recorded(self) -> dict:
+        """The settings that decide which crops exist, recorded in store.json."""
+        return {
+            "threshold": float(self.threshold),
+            "crop_px": self.crop_px,
+            "reference_rows": self.reference_rows,
+            "bodypart_map": dict(self.bodypart_map),
+        }
 
 
 def extract_video(row: dict, store_root: str | Path, cfg: ExtractConfig) -> dict:
@@ -94,40 +84,72 @@ def extract_video(row: dict, store_root: str | Path, cfg: ExtractConfig) -> dict
     # costs more than decoding the frame and bilinear does not alias
     interpolation = cv2.INTER_AREA if size >= 2 * cfg.crop_size else cv2.INTER_LINEAR
     fps = float(row["fps"])
+    offset = int(row.get("frame_offset") or 0)  # frames before this camera lines up with the others
+    if offset >= n_kp:
+        cap.release()
+        raise VideoError(f"{video}: frame_offset {offset} drops every one of its {n_kp} frames")
     writer = st.PartWriter(store_root, unit, cfg.image_format, cfg.jpeg_quality)
     meta = {k: row[k] for k in ("session_id", "mouse_id", "sex", "strain", "treatment", "phase", "camera", "label")}
     try:
         frame_no = 0
         while True:
-            wanted = frame_no < n_kp and rule[frame_no] != RULE_SKIP
+            wanted = offset <= frame_no < n_kp and rule[frame_no] != RULE_SKIP
+            frame = frame_no - offset  # the session's frame index, shared by its cameras
             # grab() decodes without colour conversion: enough for frames we skip
             ok = cap.grab()
             if not ok:
                 break
             if wanted:
-                ok, frame = cap.retrieve()
+                ok, image = cap.retrieve()
                 if not ok:
                     raise VideoError(f"{video}: cannot decode frame {frame_no}")
                 box = crop_box(centre[frame_no], size)
-                crop = cv2.resize(cut(frame, box), (cfg.crop_size, cfg.crop_size), interpolation=interpolation)
-                writer.add(crop, {
-                    **meta, "crop_id": f"{row['session_id']}/{row['camera']}/{frame_no:07d}", "frame": frame_no,
-                    "time_s": frame_no / fps - float(row["treatment_time_s"]), "fps": fps, "rule": rule[frame_no],
-                    **{f"{p}_{c}": float(kp[p][frame_no, j]) for p in FACE_POINTS for j, c in enumerate(("x", "y", "likelihood"))},
-                    "box_x0": box[0], "box_y0": box[1], "box_size": size, "sharpness": sharpness(crop),
-                })
+                crop = cv2.resize(cut(image, box), (cfg.crop_size, cfg.crop_size), interpolation=interpolation)
+                writer.add(
+                    crop,
+                    {
+                        **meta,
+                        "crop_id": f"{row['session_id']}/{row['camera']}/{frame:07d}",
+                        "frame": frame,
+                        "time_s": frame / fps - float(row["treatment_time_s"]),
+                        "fps": fps,
+                        "rule": rule[frame_no],
+                        **{
+                            f"{p}_{c}": float(kp[p][frame_no, j])
+                            for p in FACE_POINTS
+                            for j, c in enumerate(("x", "y", "likelihood"))
+                        },
+                        "box_x0": box[0],
+                        "box_y0": box[1],
+                        "box_size": size,
+                        "sharpness": sharpness(crop),
+                    },
+                )
             frame_no += 1
         cap.release()
         if frame_no != n_kp:
             what = "truncated" if frame_no < n_kp else "longer than its keypoint file"
-            raise VideoError(f"{video}: video {what}: decoded {frame_no} frames, keypoint file {row['keypoints']} has {n_kp}")
+            raise VideoError(
+                f"{video}: video {what}: decoded {frame_no} frames, keypoint file {row['keypoints']} has {n_kp}"
+            )
+        rule, reason = rule[offset:], reason[offset:]
         counts = pd.Series(rule).value_counts()
         summary = {
-            "unit": unit, "session_id": row["session_id"], "camera": row["camera"], "video": str(video),
-            "frames": frame_no, "fps": fps, "treatment_time_s": float(row["treatment_time_s"]),
-            "width": w, "height": h, "crop_px_in_video": size, "faces": int((rule != RULE_SKIP).sum()),
+            "unit": unit,
+            "session_id": row["session_id"],
+            "camera": row["camera"],
+            "video": str(video),
+            "frames": frame_no - offset,
+            "frame_offset": offset,
+            "fps": fps,
+            "treatment_time_s": float(row["treatment_time_s"]),
+            "width": w,
+            "height": h,
+            "crop_px_in_video": size,
+            "faces": int((rule != RULE_SKIP).sum()),
             **{f"rule_{r}": int(counts.get(r, 0)) for r in ("i", "ii", "iii", "iv")},
-            "skip_no_nose": int((reason == "no_nose").sum()), "skip_no_eye": int((reason == "no_eye").sum()),
+            "skip_no_nose": int((reason == "no_nose").sum()),
+            "skip_no_eye": int((reason == "no_eye").sum()),
         }
         writer.publish(summary)
         return summary
@@ -146,15 +168,20 @@ def _work(args):
     except PainfaceError as exc:  # its message names the file already
         return {"unit": st.unit_name(row["session_id"], row["camera"]), "video": row["video"]}, str(exc)
     except OSError as exc:  # a full disk, a file-size limit, a vanished folder: name the video and the cause
-        return {"unit": st.unit_name(row["session_id"], row["camera"]), "video": row["video"]}, \
-            f"{row['video']}: cannot write its part to the store ({exc.strerror or exc}); nothing of it was kept"
+        return {
+            "unit": st.unit_name(row["session_id"], row["camera"]),
+            "video": row["video"],
+        }, f"{row['video']}: cannot write its part to the store ({exc.strerror or exc}); nothing of it was kept"
     except Exception as exc:  # an unexpected failure still must not stop the other videos
-        return {"unit": st.unit_name(row["session_id"], row["camera"]), "video": row["video"]}, \
-            f"{row['video']}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+        return {
+            "unit": st.unit_name(row["session_id"], row["camera"]),
+            "video": row["video"],
+        }, f"{row['video']}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
 
 
-def extract(manifest: str | Path, store_root: str | Path, cfg: ExtractConfig | None = None,
-            show_progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
+def extract(
+    manifest: str | Path, store_root: str | Path, cfg: ExtractConfig | None = None, show_progress: bool = True
+) -> tuple[pd.DataFrame, list[str]]:
     """Extract every video of a manifest; returns (summary table, error lines).
 
     Finished videos are skipped. A bad video fails alone; its error is returned and
@@ -167,10 +194,20 @@ def extract(manifest: str | Path, store_root: str | Path, cfg: ExtractConfig | N
 
 
 def _extract_locked(rows, store_root, cfg: ExtractConfig, show_progress: bool):
-    root = st.create_store(store_root, cfg.crop_size, cfg.image_format, cfg.jpeg_quality)
+    root = st.create_store(store_root, cfg.crop_size, cfg.image_format, cfg.jpeg_quality, cfg.recorded())
     meta = st.store_meta(root)
     if meta.get("crop_size") != cfg.crop_size:
-        raise st.StoreError(f"{root}: store holds {meta.get('crop_size')} px crops, extraction asked for {cfg.crop_size}")
+        raise st.StoreError(
+            f"{root}: store holds {meta.get('crop_size')} px crops, extraction asked for {cfg.crop_size}"
+        )
+    # one store, one set of crop rules: the methods text reads them from store.json
+    for key, value in cfg.recorded().items():
+        have = (meta.get("extraction") or {}).get(key, value)
+        if have != value:
+            raise st.StoreError(
+                f"{root}: store was extracted with {key} = {have!r}, this extraction asks for "
+                f"{value!r}; use another --store"
+            )
     st.clean_temporaries(root)
     done = st.finished_units(root)
     todo = [r for r in rows if st.unit_name(r["session_id"], r["camera"]) not in done]

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -21,9 +20,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from painface.errors import PainfaceError
-from painface.callbacks import gradcam_maps, overlay, tensor_to_rgb01
 from painface.data import CropDataset
+from painface.errors import PainfaceError
+from painface.files import atomic_write
+from painface.gradcam import gradcam_maps, overlay, tensor_to_rgb01
 from painface.models import load_classifier
 from painface.predict import FolderDataset
 from painface.regions import STAGE_MAX_GREY
@@ -41,7 +41,9 @@ def _device():
 
 def load_for_explain(ckpt_path):
     model = load_classifier(ckpt_path).to(_device()).eval()
-    if getattr(model.net, "target_layer", None) is None or not any(isinstance(m, torch.nn.Conv2d) for m in model.net.modules()):
+    if getattr(model.net, "target_layer", None) is None or not any(
+        isinstance(m, torch.nn.Conv2d) for m in model.net.modules()
+    ):
         raise InterpretError(f"{ckpt_path}: the checkpoint's network has no conv layers for Grad-CAM")
     return model
 
@@ -59,8 +61,9 @@ def select(store=None, images=None, n: int = 100, query: str | None = None, seed
     return CropDataset(store, idx, input_size, train=False), idx
 
 
-def run_gradcam(model, ds, method: str = "gradcam", batch_size: int = 32, show_progress: bool = True,
-                block: int | None = None):
+def run_gradcam(
+    model, ds, method: str = "gradcam", batch_size: int = 32, show_progress: bool = True, block: int | None = None
+):
     """Maps (n, H, W), p(pain) (n,), images as RGB floats (n, H, W, 3) and penultimate features."""
     maps, probs, rgbs, feats = [], [], [], []
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
@@ -84,13 +87,21 @@ def three_panels(rgb01: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1]))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1]))
 
 
-def explain(ckpt_path, out, store=None, images=None, n: int = 100, method: str = "gradcam", query=None, seed: int = 0,
-            show_progress: bool = True) -> Path:
+def explain(
+    ckpt_path,
+    out,
+    store=None,
+    images=None,
+    n: int = 100,
+    method: str = "gradcam",
+    query=None,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> Path:
     if n < 1:
         raise InterpretError(f"--n: explain at least one image, got {n}")
     model = load_for_explain(ckpt_path)
@@ -99,11 +110,19 @@ def explain(ckpt_path, out, store=None, images=None, n: int = 100, method: str =
     out = Path(out)
     (out / "panels").mkdir(parents=True, exist_ok=True)
     for i, cid in enumerate(meta["crop_id"]):
-        _write_png(out / "panels" / f"{i:05d}_{str(cid).replace('/', '__')}_p{probs[i]:.2f}.png", three_panels(rgbs[i], maps[i]))
-    tmp = out / "maps.tmp.npz"
-    np.savez_compressed(tmp, maps=maps.astype(np.float16), p_pain=probs, crop_id=np.asarray(meta["crop_id"], str),
-                        features=feats, method=method)
-    os.replace(tmp, out / "maps.npz")
+        _write_png(
+            out / "panels" / f"{i:05d}_{str(cid).replace('/', '__')}_p{probs[i]:.2f}.png",
+            three_panels(rgbs[i], maps[i]),
+        )
+    with atomic_write(out / "maps.npz") as tmp:
+        np.savez_compressed(
+            tmp,
+            maps=maps.astype(np.float16),
+            p_pain=probs,
+            crop_id=np.asarray(meta["crop_id"], str),
+            features=feats,
+            method=method,
+        )
     meta.assign(p_pain=probs).to_csv(out / "explained.csv", index=False)
     return out
 
@@ -141,9 +160,9 @@ def mutual_pairs(x: np.ndarray, is_pain: np.ndarray) -> np.ndarray:
 
 
 def embedding_figure(xy: np.ndarray, is_pain: np.ndarray, pairs: np.ndarray, out: Path, title: str) -> Path:
-    from painface.report import _plt, _save
+    from painface.figures import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     for flag, colour, name in ((False, "#0072b2", "no pain"), (True, "#d55e00", "pain")):
         m = is_pain == flag
@@ -154,7 +173,7 @@ def embedding_figure(xy: np.ndarray, is_pain: np.ndarray, pairs: np.ndarray, out
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def pairs_sheet(rgbs, maps, probs, pairs, out: Path, n: int = 12) -> Path:
@@ -174,7 +193,9 @@ def pairs_sheet(rgbs, maps, probs, pairs, out: Path, n: int = 12) -> Path:
 
 
 # ------------------------------------------------------------------ regions
-def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6, stage_max_grey: float = STAGE_MAX_GREY) -> Path:
+def regions_sheet(
+    rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6, stage_max_grey: float = STAGE_MAX_GREY
+) -> Path:
     """The automatic region masks drawn over sample crops, with a legend, so a person can check them."""
     from painface.regions import COLOURS, draw_regions, region_masks_from_keypoints
 
@@ -182,11 +203,13 @@ def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6, sta
     tiles = []
     for rgb, kp in zip(rgbs[:n], keypoints[:n]):
         bgr = np.ascontiguousarray((rgb[..., ::-1] * 255).astype(np.uint8))
-        tile = draw_regions(bgr, region_masks_from_keypoints(size, *kp, image=rgb, stage_max_grey=stage_max_grey))[..., ::-1]
+        tile = draw_regions(bgr, region_masks_from_keypoints(size, *kp, image=rgb, stage_max_grey=stage_max_grey))[
+            ..., ::-1
+        ]
         zoom = max(1, 128 // size)  # small model inputs are hard to check by eye
         tiles.append(cv2.resize(np.ascontiguousarray(tile), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST))
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % per_row)
-    grid = np.vstack([np.hstack(tiles[i:i + per_row]) for i in range(0, len(tiles), per_row)])
+    grid = np.vstack([np.hstack(tiles[i : i + per_row]) for i in range(0, len(tiles), per_row)])
     legend = np.full((18 * ((len(COLOURS) + 3) // 4), grid.shape[1], 3), 255, np.uint8)
     step = grid.shape[1] // 4
     for k, (name, colour) in enumerate(COLOURS.items()):
@@ -198,9 +221,9 @@ def regions_sheet(rgbs, keypoints, out: Path, n: int = 12, per_row: int = 6, sta
 
 
 def region_figure(table: pd.DataFrame, stats: pd.DataFrame, out: Path, title: str) -> Path:
-    from painface.report import _plt, _save
+    from painface.figures import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     t = table.sort_values("enrichment_pain", ascending=False)
     x = np.arange(len(t))
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(t), 3.4))
@@ -215,12 +238,23 @@ def region_figure(table: pd.DataFrame, stats: pd.DataFrame, out: Path, title: st
     ax.set_ylim(0, 115)
     ax.legend(frameon=False, fontsize=8)
     ax.set_title(title)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
-def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5, min_fraction=None,
-                    visible_threshold=0.5, manual=None, images=None, stage_max_grey=STAGE_MAX_GREY,
-                    yates: bool = False) -> pd.DataFrame:
+def analyse_regions(
+    maps,
+    keypoints,
+    p_pain,
+    out: Path,
+    name: str,
+    threshold=0.5,
+    min_fraction=None,
+    visible_threshold=0.5,
+    manual=None,
+    images=None,
+    stage_max_grey=STAGE_MAX_GREY,
+    yates: bool = False,
+) -> pd.DataFrame:
     """Region positivity, pain vs no-pain, over the paper's 13 regions (Fig. 2C, S5F).
 
     chi-squared per region, Bonferroni over all 13; a region no image could show (the
@@ -229,12 +263,17 @@ def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5
     from painface.regions import PAPER_REGIONS, attribution_table
     from painface.stats import chi2_bonferroni
 
-    table = attribution_table(maps, keypoints, is_pain(p_pain), threshold, min_fraction, visible_threshold, manual,
-                              images, stage_max_grey)
-    counts = table[["positive_pain", "positive_no_pain"]].rename(columns={"positive_pain": "pain", "positive_no_pain": "no_pain"})
+    table = attribution_table(
+        maps, keypoints, is_pain(p_pain), threshold, min_fraction, visible_threshold, manual, images, stage_max_grey
+    )
+    counts = table[["positive_pain", "positive_no_pain"]].rename(
+        columns={"positive_pain": "pain", "positive_no_pain": "no_pain"}
+    )
     totals = pd.Series({"pain": table["n_pain"].iloc[0], "no_pain": table["n_no_pain"].iloc[0]})
     if (totals == 0).any():
-        raise InterpretError(f"{name}: the selection has no {'pain' if totals['pain'] == 0 else 'no-pain'} predictions to compare")
+        raise InterpretError(
+            f"{name}: the selection has no {'pain' if totals['pain'] == 0 else 'no-pain'} predictions to compare"
+        )
     stats = chi2_bonferroni(counts, totals, yates=yates, n_tests=len(PAPER_REGIONS))
     table = table.join(stats.set_index("category")[["chi2", "p", "p_bonferroni", "stars"]])
     table["assessed"] = True
@@ -245,7 +284,9 @@ def analyse_regions(maps, keypoints, p_pain, out: Path, name: str, threshold=0.5
     table["bonferroni_tests"] = len(PAPER_REGIONS)
     table["rule"] = "touch" if min_fraction is None else f"area>={min_fraction:g}"
     table.to_csv(out / f"regions_{name}.csv")
-    region_figure(table[table["assessed"].astype(bool)], stats, out / f"regions_{name}.png", f"Grad-CAM positive regions ({name})")
+    region_figure(
+        table[table["assessed"].astype(bool)], stats, out / f"regions_{name}.png", f"Grad-CAM positive regions ({name})"
+    )
     return table
 
 
@@ -261,8 +302,12 @@ def run_forward(model, ds, batch_size: int = 64, thumbnails: bool = False, show_
             probs.append(torch.softmax(model.net.head(f), 1)[:, 1].cpu().numpy())
             feats.append(f.mean(dim=(2, 3)).cpu().numpy())
         if thumbnails:
-            thumbs.extend(cv2.resize(cv2.cvtColor((tensor_to_rgb01(t) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY),
-                                     (32, 32)).astype(np.float32) for t in batch["image"])
+            thumbs.extend(
+                cv2.resize(
+                    cv2.cvtColor((tensor_to_rgb01(t) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY), (32, 32)
+                ).astype(np.float32)
+                for t in batch["image"]
+            )
     return np.concatenate(probs), np.concatenate(feats), (np.stack(thumbs) if thumbnails else None)
 
 
@@ -285,11 +330,27 @@ def balanced_draw(pain: np.ndarray, per_class: int | None, rng: np.random.Genera
     return np.sort(np.concatenate(picked))
 
 
-def interpret_store(ckpt_path, store, out, n: int | None = None, n_pairs: int = 500, per_class: int | None = 1000,
-                    method: str = "gradcam", embedding: str = "umap", source: str = "features",
-                    pair_space: str = "embedding", query=None, seed: int = 0, threshold: float = 0.5,
-                    min_fraction: float | None = None, yates: bool = False, block: int | None = None,
-                    annotation=None, show_progress=True, stage_max_grey: float = STAGE_MAX_GREY) -> Path:
+def interpret_store(
+    ckpt_path,
+    store,
+    out,
+    n: int | None = None,
+    n_pairs: int = 500,
+    per_class: int | None = 1000,
+    method: str = "gradcam",
+    embedding: str = "umap",
+    source: str = "features",
+    pair_space: str = "embedding",
+    query=None,
+    seed: int = 0,
+    threshold: float = 0.5,
+    min_fraction: float | None = None,
+    yates: bool = False,
+    block: int | None = None,
+    annotation=None,
+    show_progress=True,
+    stage_max_grey: float = STAGE_MAX_GREY,
+) -> Path:
     """Fig. 2 for a store: embedding, similar-composition pairs, and region positivity.
 
     The paper's procedure by default: every image of the selection (or a random ``n``) is
@@ -319,12 +380,18 @@ def interpret_store(ckpt_path, store, out, n: int | None = None, n_pairs: int = 
     random_sel = balanced_draw(pain, per_class, rng)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    embedding_figure(xy, pain, pairs, out / "embedding.png",
-                     f"{embedding.upper()} of CNN {source}, {len(pairs)} pairs ({pair_space})")
+    embedding_figure(
+        xy,
+        pain,
+        pairs,
+        out / "embedding.png",
+        f"{embedding.upper()} of CNN {source}, {len(pairs)} pairs ({pair_space})",
+    )
     # Grad-CAM on what is analysed: the pairs and the random draw
     need = np.union1d(pairs.ravel(), random_sel).astype(int)
-    maps_sub, probs_sub, rgbs_sub, _ = run_gradcam(model, Subset(ds, need.tolist()), method, show_progress=show_progress,
-                                                   block=block)
+    maps_sub, probs_sub, rgbs_sub, _ = run_gradcam(
+        model, Subset(ds, need.tolist()), method, show_progress=show_progress, block=block
+    )
     at = {int(k): i for i, k in enumerate(need)}  # selection index -> row of the Grad-CAM arrays
     sub = lambda sel: np.array([at[int(k)] for k in sel], int)  # noqa: E731
     size = maps_sub.shape[-1]
@@ -333,28 +400,62 @@ def interpret_store(ckpt_path, store, out, n: int | None = None, n_pairs: int = 
     if annotation:
         ann = masks_from_annotation(annotation, size)
         manual = [ann.get(c) for c in idx["crop_id"].to_numpy()[need]]
-    pd.DataFrame({"pain_crop": idx["crop_id"].to_numpy()[pairs[:, 0]], "no_pain_crop": idx["crop_id"].to_numpy()[pairs[:, 1]],
-                  "p_pain_of_pain_crop": probs[pairs[:, 0]], "p_pain_of_no_pain_crop": probs[pairs[:, 1]]}
-                 ).to_csv(out / "pairs.csv", index=False)
+    pd.DataFrame(
+        {
+            "pain_crop": idx["crop_id"].to_numpy()[pairs[:, 0]],
+            "no_pain_crop": idx["crop_id"].to_numpy()[pairs[:, 1]],
+            "p_pain_of_pain_crop": probs[pairs[:, 0]],
+            "p_pain_of_no_pain_crop": probs[pairs[:, 1]],
+        }
+    ).to_csv(out / "pairs.csv", index=False)
     if len(pairs):
-        pairs_sheet(rgbs_sub, maps_sub, probs_sub, np.column_stack([sub(pairs[:, 0]), sub(pairs[:, 1])]), out / "pairs.png")
+        pairs_sheet(
+            rgbs_sub, maps_sub, probs_sub, np.column_stack([sub(pairs[:, 0]), sub(pairs[:, 1])]), out / "pairs.png"
+        )
     regions_sheet(rgbs_sub[sub(random_sel)], kp[sub(random_sel)], out / "regions.png", stage_max_grey=stage_max_grey)
     opts = dict(threshold=threshold, min_fraction=min_fraction, stage_max_grey=stage_max_grey, yates=yates)
 
     def analyse(rows, name):
-        analyse_regions(maps_sub[rows], kp[rows], probs_sub[rows], out, name, manual=[manual[i] for i in rows] if manual else None,
-                        images=rgbs_sub[rows], **opts)
+        analyse_regions(
+            maps_sub[rows],
+            kp[rows],
+            probs_sub[rows],
+            out,
+            name,
+            manual=[manual[i] for i in rows] if manual else None,
+            images=rgbs_sub[rows],
+            **opts,
+        )
 
     analyse(sub(random_sel), "random")
     if len(pairs):
         analyse(sub(pairs.ravel()), "pairs")
-    np.savez_compressed(out / "maps.npz", maps=maps_sub.astype(np.float16), p_pain=probs_sub,
-                        crop_id=idx["crop_id"].to_numpy(str)[need])
-    (out / "settings.json").write_text(json.dumps({
-        "selection": len(idx), "query": query, "pairs_found": int(len(mutual_pairs(xy if pair_space == "embedding" else x, pain))),
-        "pairs_drawn": int(len(pairs)), "pair_space": pair_space, "embedding": embedding, "source": source,
-        "per_class": per_class, "random_pain": int(pain[random_sel].sum()), "random_no_pain": int((~pain[random_sel]).sum()),
-        "method": method, "gradcam_block": block if block is not None else "last", "gradcam_map_px": int(size),
-        "threshold": threshold, "positivity_rule": "touch" if min_fraction is None else f"area>={min_fraction:g}",
-        "chi2_yates": yates, "bonferroni_tests": 13, "seed": seed}, indent=2))
+    np.savez_compressed(
+        out / "maps.npz", maps=maps_sub.astype(np.float16), p_pain=probs_sub, crop_id=idx["crop_id"].to_numpy(str)[need]
+    )
+    (out / "settings.json").write_text(
+        json.dumps(
+            {
+                "selection": len(idx),
+                "query": query,
+                "pairs_found": int(len(mutual_pairs(xy if pair_space == "embedding" else x, pain))),
+                "pairs_drawn": int(len(pairs)),
+                "pair_space": pair_space,
+                "embedding": embedding,
+                "source": source,
+                "per_class": per_class,
+                "random_pain": int(pain[random_sel].sum()),
+                "random_no_pain": int((~pain[random_sel]).sum()),
+                "method": method,
+                "gradcam_block": block if block is not None else "last",
+                "gradcam_map_px": int(size),
+                "threshold": threshold,
+                "positivity_rule": "touch" if min_fraction is None else f"area>={min_fraction:g}",
+                "chi2_yates": yates,
+                "bonferroni_tests": 13,
+                "seed": seed,
+            },
+            indent=2,
+        )
+    )
     return out

@@ -93,7 +93,9 @@ def _frame_numbers(index: pd.Index) -> np.ndarray:
     return np.arange(len(index))
 
 
-def face_points(tidy: pd.DataFrame, bodypart_map: dict[str, str] | None = None, source: str = "") -> dict[str, np.ndarray]:
+def face_points(
+    tidy: pd.DataFrame, bodypart_map: dict[str, str] | None = None, source: str = ""
+) -> dict[str, np.ndarray]:
     """Pick the nose and both eyes as arrays of (n_frames, 3): x, y, likelihood.
 
     ``bodypart_map`` maps painface's face points onto the file's body parts,
@@ -113,11 +115,15 @@ def face_points(tidy: pd.DataFrame, bodypart_map: dict[str, str] | None = None, 
         like = arr[:, 2]
         bad = np.flatnonzero(np.isfinite(like) & ((like < 0) | (like > 1)))
         if len(bad):
-            raise KeypointError(f"{source}: body part '{bp}', frame {bad[0]}: likelihood {like[bad[0]]:g} is outside [0, 1]")
+            raise KeypointError(
+                f"{source}: body part '{bp}', frame {bad[0]}: likelihood {like[bad[0]]:g} is outside [0, 1]"
+            )
         bad = np.flatnonzero((np.nan_to_num(like) > 0) & ~np.isfinite(arr[:, :2]).all(axis=1))
         if len(bad):
-            raise KeypointError(f"{source}: body part '{bp}', frame {bad[0]}: coordinates are not finite "
-                                f"(x={arr[bad[0], 0]}, y={arr[bad[0], 1]}) at likelihood {like[bad[0]]:g}")
+            raise KeypointError(
+                f"{source}: body part '{bp}', frame {bad[0]}: coordinates are not finite "
+                f"(x={arr[bad[0], 0]}, y={arr[bad[0], 1]}) at likelihood {like[bad[0]]:g}"
+            )
         out[point] = arr
     return out
 
@@ -130,14 +136,17 @@ def write_dlc(points: dict[str, np.ndarray], path_stem: str | Path, scorer: str)
     path_stem = Path(path_stem)
     parts = list(points)
     n = len(next(iter(points.values())))
-    columns = pd.MultiIndex.from_product([[scorer], parts, ["x", "y", "likelihood"]],
-                                         names=["scorer", "bodyparts", "coords"])
+    columns = pd.MultiIndex.from_product(
+        [[scorer], parts, ["x", "y", "likelihood"]], names=["scorer", "bodyparts", "coords"]
+    )
     data = np.concatenate([points[p] for p in parts], axis=1)
     df = pd.DataFrame(data, columns=columns, index=np.arange(n))
     h5 = path_stem.with_name(path_stem.name + scorer + ".h5")
     csv = path_stem.with_name(path_stem.name + scorer + ".csv")
-    for target, write in ((h5, lambda p: df.to_hdf(p, key=DLC_H5_KEY, format="table", mode="w")),
-                          (csv, lambda p: df.to_csv(p))):
+    for target, write in (
+        (h5, lambda p: df.to_hdf(p, key=DLC_H5_KEY, format="table", mode="w")),
+        (csv, lambda p: df.to_csv(p)),
+    ):
         tmp = target.with_name(target.name + ".tmp")
         write(tmp)
         tmp.replace(target)

@@ -8,7 +8,6 @@ opening that removes the thin tail.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -17,7 +16,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from painface.errors import PainfaceError
-from painface.extract import open_video
+from painface.files import atomic_write
+from painface.video import open_video
 
 
 def background(video: str | Path, n_samples: int = 40) -> np.ndarray:
@@ -34,7 +34,9 @@ def background(video: str | Path, n_samples: int = 40) -> np.ndarray:
     return np.median(np.stack(frames), axis=0).astype(np.uint8)
 
 
-def centroid(gray: np.ndarray, bg: np.ndarray, threshold: int = 40, open_px: int | None = None) -> tuple[float, float, int]:
+def centroid(
+    gray: np.ndarray, bg: np.ndarray, threshold: int = 40, open_px: int | None = None
+) -> tuple[float, float, int]:
     """(x, y, area) of the largest foreground blob; NaNs when there is none."""
     diff = cv2.absdiff(gray, bg)
     _, mask = cv2.threshold(diff, threshold, 255, cv2.THRESH_BINARY)
@@ -75,7 +77,9 @@ def distance_per_second(tr: pd.DataFrame, cm_per_pixel: float | None = None, min
     return out
 
 
-def locomotion_report(video: str | Path, out: str | Path, cm_per_pixel: float | None = None, threshold: int = 40) -> Path:
+def locomotion_report(
+    video: str | Path, out: str | Path, cm_per_pixel: float | None = None, threshold: int = 40
+) -> Path:
     """Track, write the per-frame track and per-second distance CSVs and a figure."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,8 +113,15 @@ class LocomotionError(PainfaceError):
     """A bad group table; the message names the file and the column or row."""
 
 
-def compare_locomotion(table: str | Path, out: str | Path, control: str, group_column: str = "group",
-                       cm_per_pixel: float | None = None, threshold: int = 40, window_s=None) -> pd.DataFrame:
+def compare_locomotion(
+    table: str | Path,
+    out: str | Path,
+    control: str,
+    group_column: str = "group",
+    cm_per_pixel: float | None = None,
+    threshold: int = 40,
+    window_s=None,
+) -> pd.DataFrame:
     """Per-animal mean moving distance per second, compared between groups (paper step 7 tests).
 
     ``table``: a CSV with one top-view video per animal: columns ``video``, ``animal`` and
@@ -133,22 +144,30 @@ def compare_locomotion(table: str | Path, out: str | Path, control: str, group_c
         if window_s is not None:
             dist = dist[(dist["second"] >= window_s[0]) & (dist["second"] < window_s[1])]
         values.append(dist[f"distance_{unit}"].mean())
-    per_animal = pd.DataFrame({"animal": rows["animal"], group_column: rows[group_column].astype(str),
-                               f"distance_{unit}_per_s": values})
+    per_animal = pd.DataFrame(
+        {"animal": rows["animal"], group_column: rows[group_column].astype(str), f"distance_{unit}_per_s": values}
+    )
     order = [control] + sorted(set(per_animal[group_column]) - {control})
-    stats_table = compare_groups({g: per_animal.loc[per_animal[group_column] == g, f"distance_{unit}_per_s"].to_numpy()
-                                  for g in order}, control)
+    stats_table = compare_groups(
+        {g: per_animal.loc[per_animal[group_column] == g, f"distance_{unit}_per_s"].to_numpy() for g in order}, control
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(per_animal, out / "per_animal.csv")
     _write_csv(stats_table, out / "statistics.csv")
-    window_average_figure(per_animal, group_column, order, stats_table, out / "locomotion_groups.png",
-                          value=f"distance_{unit}_per_s", ylabel=f"moving distance ({unit}/s)")
+    window_average_figure(
+        per_animal,
+        group_column,
+        order,
+        stats_table,
+        out / "locomotion_groups.png",
+        value=f"distance_{unit}_per_s",
+        ylabel=f"moving distance ({unit}/s)",
+    )
     return stats_table
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     """Write under a temporary name, then rename: never a half-written CSV."""
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        df.to_csv(tmp, index=False)

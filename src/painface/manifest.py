@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from painface.errors import PainfaceError
+from painface.files import atomic_write
 
 REQUIRED_COLUMNS = (
     "session_id",
@@ -25,7 +26,7 @@ REQUIRED_COLUMNS = (
     "fps",
     "treatment_time_s",
 )
-OPTIONAL_COLUMNS = ("keypoints", "label")
+OPTIONAL_COLUMNS = ("keypoints", "label", "frame_offset")
 PHASES = ("pre", "post")
 LABELS = ("pain", "no_pain", "empty")
 
@@ -65,9 +66,13 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest", root: Path | N
             if pd.isna(row[col]) or str(row[col]).strip() == "":
                 raise ManifestError(f"{source}: row {line}, column '{col}' is empty")
         if row["phase"] not in PHASES:
-            raise ManifestError(f"{source}: row {line}, column 'phase': unknown phase '{row['phase']}' (use one of {PHASES})")
+            raise ManifestError(
+                f"{source}: row {line}, column 'phase': unknown phase '{row['phase']}' (use one of {PHASES})"
+            )
         if not pd.isna(row["label"]) and row["label"] not in LABELS:
-            raise ManifestError(f"{source}: row {line}, column 'label': unknown label '{row['label']}' (use one of {LABELS})")
+            raise ManifestError(
+                f"{source}: row {line}, column 'label': unknown label '{row['label']}' (use one of {LABELS})"
+            )
         for col in ("fps", "treatment_time_s"):
             try:
                 value = float(row[col])
@@ -87,8 +92,10 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest", root: Path | N
         u = unit_name(str(sid), str(cam))
         if u in units and (df.at[units[u], "session_id"], df.at[units[u], "camera"]) != (sid, cam):
             j = units[u]
-            raise ManifestError(f"{source}: rows {j + 2} and {i + 2}: sessions '{df.at[j, 'session_id']}' and '{sid}' "
-                                f"(camera {cam}) map to the same store part '{u}'; rename one")
+            raise ManifestError(
+                f"{source}: rows {j + 2} and {i + 2}: sessions '{df.at[j, 'session_id']}' and '{sid}' "
+                f"(camera {cam}) map to the same store part '{u}'; rename one"
+            )
         units.setdefault(u, i)
     dup = df.duplicated(["session_id", "camera"], keep="first")
     if dup.any():
@@ -97,6 +104,13 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest", root: Path | N
             f"{source}: row {i + 2}, columns 'session_id'/'camera': duplicate session/camera "
             f"({df.at[i, 'session_id']}, {df.at[i, 'camera']})"
         )
+    for i, value in enumerate(df["frame_offset"]):
+        if not pd.isna(value) and (not float(value).is_integer() or float(value) < 0):
+            raise ManifestError(
+                f"{source}: row {i + 2}, column 'frame_offset': frames to drop must be >= 0, got {value!r}"
+            )
+    # frames dropped at the start of this camera's video so a session's cameras line up
+    df["frame_offset"] = [0 if pd.isna(v) else int(float(v)) for v in df["frame_offset"]]
     df["fps"] = df["fps"].astype(float)
     df["treatment_time_s"] = df["treatment_time_s"].astype(float)
     df["label"] = [default_label(p) if pd.isna(lab) else lab for p, lab in zip(df["phase"], df["label"])]
@@ -112,9 +126,8 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
     out = df.copy()
     for col in ("video", "keypoints"):
         out[col] = [_relative(v, path.parent) for v in out[col]]
-    tmp = path.with_name(path.name + ".tmp")
-    out.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        out.to_csv(tmp, index=False)
 
 
 def _relative(value, root: Path):

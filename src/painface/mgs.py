@@ -9,7 +9,6 @@ correlation and the area under the ROC curve of MGS against the weak label.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from painface.errors import PainfaceError
+from painface.files import atomic_write
 from painface.scoring import is_pain
 from painface.store import CropReader, StoreError, select_index
 
@@ -30,7 +30,9 @@ class SheetError(PainfaceError):
     pass
 
 
-def sample(store, out, n: int = 1000, seed: int = 0, query: str | None = None, min_sharpness: float | None = None) -> Path:
+def sample(
+    store, out, n: int = 1000, seed: int = 0, query: str | None = None, min_sharpness: float | None = None
+) -> Path:
     """A blind-scoring kit: ``n`` random crops under meaningless names, a sheet and the key.
 
     ``min_sharpness``: leave out blurred crops first (the paper excluded blurry images
@@ -42,8 +44,10 @@ def sample(store, out, n: int = 1000, seed: int = 0, query: str | None = None, m
         raise SheetError(f"{exc}, nothing to sample") from None
     if min_sharpness is not None:
         if idx["sharpness"].isna().all():
-            raise SheetError(f"{store}: the store has no sharpness values (extracted by an older painface); "
-                             f"re-extract it to use --min-sharpness")
+            raise SheetError(
+                f"{store}: the store has no sharpness values (extracted by an older painface); "
+                f"re-extract it to use --min-sharpness"
+            )
         idx = idx[idx["sharpness"] >= min_sharpness]
         if idx.empty:
             raise SheetError(f"{store}: no crop has sharpness >= {min_sharpness:g}, nothing to sample")
@@ -54,9 +58,8 @@ def sample(store, out, n: int = 1000, seed: int = 0, query: str | None = None, m
     (out / "images").mkdir(parents=True, exist_ok=True)
     reader = CropReader(store)
     for name, (_, r) in zip(names, pick.iterrows()):
-        tmp = out / "images" / (name + ".tmp.png")
-        cv2.imwrite(str(tmp), reader.read(r["image"], r["offset"], r["nbytes"]))
-        os.replace(tmp, out / "images" / name)
+        with atomic_write(out / "images" / name) as tmp:
+            cv2.imwrite(str(tmp), reader.read(r["image"], r["offset"], r["nbytes"]))
     order = rng.permutation(len(names))  # the sheet's order reveals nothing about the source
     sheet = pd.DataFrame({"image": [names[i] for i in order], **{u: "" for u in MGS_UNITS}, "exclude": ""})
     _csv(sheet, out / "scoring_sheet.csv")
@@ -83,7 +86,9 @@ def read_sheet(path) -> pd.DataFrame:
     for col in ("image",) + MGS_UNITS:
         if col not in sheet.columns:
             raise SheetError(f"{path}: missing column '{col}'")
-    excluded = sheet["exclude"].fillna("").str.strip() != "" if "exclude" in sheet else pd.Series(False, index=sheet.index)
+    excluded = (
+        sheet["exclude"].fillna("").str.strip() != "" if "exclude" in sheet else pd.Series(False, index=sheet.index)
+    )
     for i, row in sheet.iterrows():
         if excluded[i]:
             continue
@@ -116,8 +121,11 @@ def compare(sheet_path, key_path, out, predictions=None) -> dict:
     if data.empty:
         raise SheetError(f"{sheet_path}: every image is marked excluded, nothing to compare")
     y = (data["label"] == "pain").astype(int)
-    result = {"n": int(len(data)), "n_excluded": n_excluded,
-              "mgs_by_label": data.groupby("label")["mgs_total"].agg(["mean", "sem", "count"]).round(4).to_dict("index")}
+    result = {
+        "n": int(len(data)),
+        "n_excluded": n_excluded,
+        "mgs_by_label": data.groupby("label")["mgs_total"].agg(["mean", "sem", "count"]).round(4).to_dict("index"),
+    }
     if y.nunique() == 2:
         result["auroc_mgs_vs_label"] = float(roc_auc_score(y, data["mgs_total"]))
     if predictions is not None:
@@ -125,8 +133,13 @@ def compare(sheet_path, key_path, out, predictions=None) -> dict:
         data = data.merge(pred, on="crop_id", how="left")
         data["cnn"] = np.where(is_pain(data["p_pain"]), "pain", "no_pain")
         rho = spearmanr(data["mgs_total"], data["p_pain"], nan_policy="omit")
-        result.update({"spearman_mgs_vs_p_pain": float(rho.statistic), "spearman_p": float(rho.pvalue),
-                       "mgs_by_cnn": data.groupby("cnn")["mgs_total"].agg(["mean", "sem", "count"]).round(4).to_dict("index")})
+        result.update(
+            {
+                "spearman_mgs_vs_p_pain": float(rho.statistic),
+                "spearman_p": float(rho.pvalue),
+                "mgs_by_cnn": data.groupby("cnn")["mgs_total"].agg(["mean", "sem", "count"]).round(4).to_dict("index"),
+            }
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _csv(data, out / "mgs_unblinded.csv")
@@ -138,9 +151,9 @@ def compare(sheet_path, key_path, out, predictions=None) -> dict:
 
 
 def _figure(data: pd.DataFrame, path: Path, result: dict) -> None:
-    from painface.report import _plt, _save
+    from painface.figures import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     cols = ["label"] + (["cnn"] if "cnn" in data else [])
     fig, axes = plt.subplots(1, len(cols) + ("p_pain" in data), figsize=(3.4 * (len(cols) + ("p_pain" in data)), 3.2))
     axes = np.atleast_1d(axes)
@@ -150,7 +163,15 @@ def _figure(data: pd.DataFrame, path: Path, result: dict) -> None:
             v = data.loc[data[col] == g, "mgs_total"].to_numpy()
             ax.scatter(k + rng.uniform(-0.15, 0.15, len(v)), v + rng.uniform(-0.1, 0.1, len(v)), s=6, alpha=0.5)
             if len(v):
-                ax.errorbar(k, v.mean(), yerr=v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0, color="k", capsize=4, marker="_", ms=20)
+                ax.errorbar(
+                    k,
+                    v.mean(),
+                    yerr=v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0,
+                    color="k",
+                    capsize=4,
+                    marker="_",
+                    ms=20,
+                )
         ax.set_xticks([0, 1], ["no pain", "pain"])
         ax.set_xlabel("weak label" if col == "label" else "CNN prediction")
         ax.set_ylabel("total MGS (0-10)")
@@ -163,10 +184,9 @@ def _figure(data: pd.DataFrame, path: Path, result: dict) -> None:
     if "auroc_mgs_vs_label" in result:
         axes[0].set_title(f"AUROC vs weak label {result['auroc_mgs_vs_label']:.2f}")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        df.to_csv(tmp, index=False)

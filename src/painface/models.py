@@ -7,6 +7,7 @@ for embeddings are one attribute away (``net.target_layer``).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,34 @@ from torch import nn
 from torchmetrics import classification as C
 
 from painface.errors import PainfaceError
+from painface.scoring import is_pain
 
 
 class ModelError(PainfaceError):
     pass
 
 
+NETS: dict[str, type[nn.Module]] = {}
+
+
+def register_net(name: str):
+    """Make a network selectable as ``model.net.name=NAME`` (as timm's ``register_model``).
+
+    The class takes ``num_classes`` and its own settings as keyword arguments (no ``**kwargs``:
+    the config's keys are checked against the signature) and exposes ``forward_features``,
+    ``head``, ``blocks`` and ``target_layer``.
+    """
+
+    def add(cls):
+        if name in NETS:
+            raise ModelError(f"model.net.name: '{name}' is registered twice ({NETS[name].__name__}, {cls.__name__})")
+        NETS[name] = cls
+        return cls
+
+    return add
+
+
+@register_net("paper")
 class PaperCNN(nn.Module):
     """Paper step 5: six blocks of conv 3x3 (stride 1) + ReLU + BatchNorm + MaxPool 2x2,
     then global average pooling and three fully connected blocks.
@@ -31,22 +54,38 @@ class PaperCNN(nn.Module):
     and input size are config values (see conf/model/paper.yaml).
     """
 
-    def __init__(self, channels=(16, 32, 64, 64, 128, 128), fc=(128, 64), num_classes: int = 2,
-                 in_channels: int = 3, dropout: float = 0.0, **_):
+    def __init__(
+        self,
+        channels=(16, 32, 64, 64, 128, 128),
+        fc=(128, 64),
+        num_classes: int = 2,
+        in_channels: int = 3,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if len(channels) != 6:
             raise ModelError(f"model.net.channels: the paper's CNN has six conv blocks, got {len(channels)} widths")
         blocks, c_in = [], in_channels
         for c in channels:
-            blocks.append(nn.Sequential(nn.Conv2d(c_in, c, 3, stride=1, padding=1), nn.ReLU(inplace=True),
-                                        nn.BatchNorm2d(c), nn.MaxPool2d(2, 2)))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c, 3, stride=1, padding=1),
+                    nn.ReLU(inplace=True),
+                    nn.BatchNorm2d(c),
+                    nn.MaxPool2d(2, 2),
+                )
+            )
             c_in = c
         self.features = nn.Sequential(*blocks)
         f1, f2 = fc
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(c_in, f1), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(f1, f2), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(c_in, f1),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(f1, f2),
+            nn.ReLU(inplace=True),
             nn.Linear(f2, num_classes),
         )
 
@@ -71,12 +110,13 @@ class PaperCNN(nn.Module):
 class TorchvisionNet(nn.Module):
     """A torchvision ResNet, never downloading weights; ``weights`` loads a local file."""
 
-    def __init__(self, name: str = "resnet18", num_classes: int = 2, weights: str | None = None, **_):
+    arch = "resnet18"
+
+    def __init__(self, num_classes: int = 2, weights: str | None = None, dropout: float = 0.0):
         super().__init__()
         import torchvision
 
-        if not hasattr(torchvision.models, name):
-            raise ModelError(f"model.net.name: unknown torchvision model '{name}'")
+        name = self.arch
         base = getattr(torchvision.models, name)(weights=None)
         if weights:
             path = Path(weights)
@@ -86,10 +126,15 @@ class TorchvisionNet(nn.Module):
             state = {k: v for k, v in state.get("state_dict", state).items() if not k.startswith("fc.")}
             missing, unexpected = base.load_state_dict(state, strict=False)
             if unexpected or [m for m in missing if not m.startswith("fc.")]:
-                raise ModelError(f"{path}: weights do not fit {name} (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        self.features = nn.Sequential(base.conv1, base.bn1, base.relu, base.maxpool,
-                                      base.layer1, base.layer2, base.layer3, base.layer4)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(base.fc.in_features, num_classes))
+                raise ModelError(
+                    f"{path}: weights do not fit {name} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+                )
+        self.features = nn.Sequential(
+            base.conv1, base.bn1, base.relu, base.maxpool, base.layer1, base.layer2, base.layer3, base.layer4
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(base.fc.in_features, num_classes)
+        )
 
     @property
     def blocks(self) -> list[nn.Module]:
@@ -106,30 +151,84 @@ class TorchvisionNet(nn.Module):
         return self.head(self.forward_features(x))
 
 
+@register_net("resnet18")
+class ResNet18(TorchvisionNet):
+    arch = "resnet18"
+
+
+@register_net("resnet34")
+class ResNet34(TorchvisionNet):
+    arch = "resnet34"
+
+
+@register_net("resnet50")
+class ResNet50(TorchvisionNet):
+    arch = "resnet50"
+
+
+def net_class(name: str) -> type[nn.Module]:
+    """A registered name (``paper``), or the dotted path of a class in the user's own module
+    (``my_lab.nets.TinyNet``), so a lab's network needs no change to painface."""
+    if name in NETS:
+        return NETS[name]
+    if "." in name:
+        import importlib
+
+        module, _, attr = name.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ModelError(f"model.net.name: cannot import '{name}' ({exc})") from None
+    raise ModelError(f"model.net.name: unknown model '{name}' (known: {', '.join(sorted(NETS))})")
+
+
+def net_arguments(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword arguments the network ``name`` accepts."""
+    params = inspect.signature(net_class(name).__init__).parameters
+    return {k: p for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 def build_net(name: str = "paper", **kw) -> nn.Module:
-    if name == "paper":
-        return PaperCNN(**kw)
-    return TorchvisionNet(name=name, **kw)
+    """The registered network ``name``; an argument it does not take fails naming the key."""
+    allowed = net_arguments(name)
+    for key in kw:
+        if key not in allowed:
+            raise ModelError(
+                f"model.net.{key}: the '{name}' network has no setting '{key}' (it takes: {', '.join(allowed)})"
+            )
+    return net_class(name)(**kw)
 
 
 def _stage_metrics() -> torchmetrics.MetricCollection:
-    return torchmetrics.MetricCollection({
-        "acc": C.BinaryAccuracy(),
-        "sensitivity": C.BinaryRecall(),          # recall of pain
-        "specificity": C.BinarySpecificity(),
-        "auroc": C.BinaryAUROC(),
-        "ece": C.BinaryCalibrationError(n_bins=10),
-    })
+    return torchmetrics.MetricCollection(
+        {
+            "acc": C.BinaryAccuracy(),
+            "sensitivity": C.BinaryRecall(),  # recall of pain
+            "specificity": C.BinarySpecificity(),
+            "auroc": C.BinaryAUROC(),
+            "ece": C.BinaryCalibrationError(n_bins=10),
+        }
+    )
 
 
 class PainClassifier(L.LightningModule):
     """p(pain) for a face crop. Takes config values only, so ``load_from_checkpoint(path)``
     needs no other arguments."""
 
-    def __init__(self, net: dict | None = None, optimizer: Any = None, group_by: list[str] | None = None,
-                 init_from: str | None = None, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        net: dict | None = None,
+        optimizer: Any = None,
+        group_by: list[str] | None = None,
+        init_from: str | None = None,
+        label_smoothing: float = 0.0,
+        metrics: dict | None = None,
+    ):
         super().__init__()
-        self.save_hyperparameters()
+        # ``metrics.group_by`` is how the config says it (conf/model/*.yaml); ``group_by`` is kept
+        # so that checkpoints written before ``instantiate(cfg.model)`` still load
+        group_by = list(group_by or (metrics or {}).get("group_by") or [])
+        self.save_hyperparameters(ignore=["metrics"])  # records the group_by just computed
         net = dict(net or {"name": "paper"})
         self.input_size = int(net.pop("input_size", 96))
         self.net = build_net(**net)
@@ -169,8 +268,15 @@ class PainClassifier(L.LightningModule):
         prob = torch.softmax(logits.detach().float(), dim=1)[:, 1]
         self.metrics[stage + "_"].update(prob, y)
         self.confmat[stage + "_"].update(prob, y)  # probabilities, not logits (torchmetrics would sigmoid floats > 1)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
-                 batch_size=len(y), sync_dist=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            sync_dist=stage != "train",
+        )
         if stage in self._outputs and self.group_by:
             self._outputs[stage].append((prob, y, batch["groups"]))
         return loss
@@ -214,11 +320,14 @@ class PainClassifier(L.LightningModule):
                 mask = groups[:, g] == code
                 name = names[code] if code < len(names) else str(code)
                 p, t = prob[mask], y[mask]
-                pred = (p >= 0.5).long()
+                pred = is_pain(p).long()
                 self.log(f"{stage}/acc_{col}={name}", (pred == t).float().mean(), sync_dist=False)
                 for cell, (truth, guess) in {"tp": (1, 1), "fn": (1, 0), "fp": (0, 1), "tn": (0, 0)}.items():
-                    self.log(f"{stage}/confmat_{cell}_{col}={name}", ((t == truth) & (pred == guess)).sum().float(),
-                             sync_dist=False)
+                    self.log(
+                        f"{stage}/confmat_{cell}_{col}={name}",
+                        ((t == truth) & (pred == guess)).sum().float(),
+                        sync_dist=False,
+                    )
                 if (t == 1).any():
                     self.log(f"{stage}/sensitivity_{col}={name}", (pred[t == 1] == 1).float().mean(), sync_dist=False)
                 if (t == 0).any():
@@ -243,7 +352,11 @@ class PainClassifier(L.LightningModule):
         from hydra.utils import instantiate
 
         built = instantiate(opt)
-        return built(params=self.parameters()) if callable(built) and not isinstance(built, torch.optim.Optimizer) else built
+        return (
+            built(params=self.parameters())
+            if callable(built) and not isinstance(built, torch.optim.Optimizer)
+            else built
+        )
 
 
 def load_weights_into(model: PainClassifier, ckpt_path: str | Path) -> None:
@@ -252,7 +365,7 @@ def load_weights_into(model: PainClassifier, ckpt_path: str | Path) -> None:
     if not path.is_file():
         raise ModelError(f"model.init_from: checkpoint not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = {k[len("net."):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("net.")}
+    state = {k[len("net.") :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("net.")}
     try:
         model.net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -266,8 +379,11 @@ def describe_training(model: PainClassifier) -> dict:
     from painface import __version__
     from painface.data import MEAN, STD
 
-    out = {"painface_version": __version__, "input_size": model.input_size,
-           "normalisation": {"mean": [float(v) for v in MEAN], "std": [float(v) for v in STD]}}
+    out = {
+        "painface_version": __version__,
+        "input_size": model.input_size,
+        "normalisation": {"mean": [float(v) for v in MEAN], "std": [float(v) for v in STD]},
+    }
     dm = getattr(getattr(model, "_trainer", None), "datamodule", None)
     index = getattr(dm, "train_index", None)
     if dm is not None and index is not None:
@@ -275,10 +391,16 @@ def describe_training(model: PainClassifier) -> dict:
 
         meta = store_meta(dm.store)
         out["training_data"] = {
-            "store": str(dm.store), "store_id": meta.get("store_id"), "crop_size": meta.get("crop_size"),
-            "schema_version": meta.get("schema_version"), "strains": sorted(map(str, index["strain"].unique())),
-            "mice": sorted(map(str, index["mouse_id"].unique())), "sessions": int(index["session_id"].nunique()),
-            "crops": int(len(index)), "labels": {str(k): int(v) for k, v in index["label"].value_counts().items()}}
+            "store": str(dm.store),
+            "store_id": meta.get("store_id"),
+            "crop_size": meta.get("crop_size"),
+            "schema_version": meta.get("schema_version"),
+            "strains": sorted(map(str, index["strain"].unique())),
+            "mice": sorted(map(str, index["mouse_id"].unique())),
+            "sessions": int(index["session_id"].nunique()),
+            "crops": int(len(index)),
+            "labels": {str(k): int(v) for k, v in index["label"].value_counts().items()},
+        }
     return out
 
 
@@ -296,15 +418,19 @@ def checkpoint_hparams(ckpt_path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # pickle, zip and torch raise many kinds for a damaged file
-        raise ModelError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})") from None
+        raise ModelError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ModelError(f"{path}: not a Lightning checkpoint (no state_dict)")
     hp = ckpt.get("hyper_parameters") or {}
     net = hp.get("net") or {}
     missing = [k for k in ("name", "input_size") if k not in net]
     if missing:
-        raise ModelError(f"{path}: the checkpoint does not record its network's {' and '.join(missing)} "
-                         f"(hyper_parameters.net); it cannot be rebuilt safely")
+        raise ModelError(
+            f"{path}: the checkpoint does not record its network's {' and '.join(missing)} "
+            f"(hyper_parameters.net); it cannot be rebuilt safely"
+        )
     return {**hp, "painface": ckpt.get("painface", {})}
 
 
@@ -313,11 +439,15 @@ def check_fit(provenance: dict, crop_size: int | None = None, strains=None, sour
     trained = (provenance or {}).get("training_data") or {}
     notes = []
     if crop_size is not None and trained.get("crop_size") not in (None, crop_size):
-        notes.append(f"note: {source} holds {crop_size} px crops, the model was trained on {trained['crop_size']} px crops")
+        notes.append(
+            f"note: {source} holds {crop_size} px crops, the model was trained on {trained['crop_size']} px crops"
+        )
     new = sorted(set(map(str, [] if strains is None else strains)) - set(trained.get("strains") or []))
     if trained.get("strains") and new:
-        notes.append(f"note: {source} has strain(s) {', '.join(new)} the model never saw (trained on "
-                     f"{', '.join(trained['strains'])}); the paper's BALB/c model fails on C57BL/6")
+        notes.append(
+            f"note: {source} has strain(s) {', '.join(new)} the model never saw (trained on "
+            f"{', '.join(trained['strains'])}); the paper's BALB/c model fails on C57BL/6"
+        )
     return notes
 
 
@@ -329,8 +459,11 @@ def load_classifier(ckpt_path: str | Path, map_location="cpu") -> PainClassifier
 
         return load_bundle(path)
     hp = checkpoint_hparams(path)
+    # checkpoints written before the net registry carried every net key for every net
+    allowed = net_arguments(hp["net"]["name"])
+    net = {k: v for k, v in hp["net"].items() if k in allowed or k in ("name", "input_size")}
     try:
-        model = PainClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+        model = PainClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=False, net=net)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}: not a painface PainClassifier checkpoint ({str(exc).splitlines()[0]})") from None
     model.provenance = hp.get("painface", {})

@@ -17,15 +17,27 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-# the file format lives in predictions.py (torch-free); these names stay importable from here
-from painface.predictions import PredictionError, _plain, file_digest, read_predictions, write_predictions  # noqa: F401
+from painface.calibration import apply_temperature, run_temperature
 from painface.data import CropDataset, augment_and_resize, to_tensor
 from painface.models import load_classifier
-from painface.scoring import apply_temperature
+
+# the file format lives in predictions.py (torch-free); these names stay importable from here
+from painface.predictions import PredictionError, _plain, file_digest, read_predictions, write_predictions  # noqa: F401
 from painface.store import StoreError, check_version, select_index
 
-PRED_COLUMNS = ("crop_id", "session_id", "mouse_id", "treatment", "phase", "camera", "frame", "time_s", "label",
-                "p_pain", "p_no_pain")
+PRED_COLUMNS = (
+    "crop_id",
+    "session_id",
+    "mouse_id",
+    "treatment",
+    "phase",
+    "camera",
+    "frame",
+    "time_s",
+    "label",
+    "p_pain",
+    "p_no_pain",
+)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: below this, an image cannot show the features the network was trained on
 MIN_IMAGE_PX = 16
@@ -50,7 +62,9 @@ def folder_notes(files) -> list[str]:
     if non_square:
         notes.append(f"note: {len(non_square)} image(s) are not square and are centre-cropped (e.g. {non_square[0]})")
     if grey:
-        notes.append(f"note: {len(grey)} image(s) are greyscale; the model was trained on colour crops (e.g. {grey[0]})")
+        notes.append(
+            f"note: {len(grey)} image(s) are greyscale; the model was trained on colour crops (e.g. {grey[0]})"
+        )
     return notes
 
 
@@ -81,12 +95,17 @@ class FolderDataset(Dataset):
             raise PredictionError(f"{path}: truncated image (no end-of-image marker)")
         h, w = img.shape[:2]
         if min(h, w) < MIN_IMAGE_PX:
-            raise PredictionError(f"{path}: {w}x{h} pixels is too small to hold a face (need at least "
-                                  f"{MIN_IMAGE_PX} px on each side)")
+            raise PredictionError(
+                f"{path}: {w}x{h} pixels is too small to hold a face (need at least {MIN_IMAGE_PX} px on each side)"
+            )
         s = min(h, w)  # centre square, as the face crops are square
-        img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-        return {"image": to_tensor(augment_and_resize(img, self.size, None)), "label": -1,
-                "groups": torch.zeros(0, dtype=torch.long), "crop_id": self.files[i].name}
+        img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+        return {
+            "image": to_tensor(augment_and_resize(img, self.size, None)),
+            "label": -1,
+            "groups": torch.zeros(0, dtype=torch.long),
+            "crop_id": self.files[i].name,
+        }
 
 
 def predict_trainer(accelerator="auto", devices=1, progress: bool = True):
@@ -97,13 +116,28 @@ def predict_trainer(accelerator="auto", devices=1, progress: bool = True):
 
     # "GPU available: False ..." and a logger tip before every prediction: noise for a command-line tool
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    return L.Trainer(accelerator=accelerator, devices=devices, logger=False, enable_progress_bar=progress,
-                     enable_checkpointing=False, enable_model_summary=False)
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
 
 
-def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Path | None = None,
-          images: str | Path | None = None, batch_size: int = 256, num_workers: int = 0, accelerator: str = "auto",
-          devices: int = 1, query: str | None = None, temperature: float | str | None = None) -> pd.DataFrame:
+def score(
+    ckpt_path: str | Path,
+    store: str | Path | None = None,
+    out: str | Path | None = None,
+    images: str | Path | None = None,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    accelerator: str = "auto",
+    devices: int = 1,
+    query: str | None = None,
+    temperature: float | str | None = None,
+) -> pd.DataFrame:
     """Score a store (or a folder of ``images``) with a checkpoint; optionally write Parquet.
 
     ``temperature``: a float, or "auto" for the one fitted on the run's held-out mice
@@ -132,11 +166,16 @@ def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Pat
             raise PredictionError(f"{exc}, nothing to score") from None
         from painface.models import check_fit
 
-        for note in check_fit(getattr(model, "provenance", {}), smeta.get("crop_size"), index["strain"].unique(), str(store)):
+        for note in check_fit(
+            getattr(model, "provenance", {}), smeta.get("crop_size"), index["strain"].unique(), str(store)
+        ):
             print(note, file=sys.stderr)
         ds = CropDataset(store, index, model.input_size, train=False)
-        meta = {"store": str(Path(store).resolve()), "store_id": smeta.get("store_id", ""),
-                "schema_version": smeta.get("schema_version")}
+        meta = {
+            "store": str(Path(store).resolve()),
+            "store_id": smeta.get("store_id", ""),
+            "schema_version": smeta.get("schema_version"),
+        }
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     batches = predict_trainer(accelerator, devices).predict(model, dataloaders=loader)
     p = torch.cat([b["p_pain"] for b in batches]).numpy().astype(float)
@@ -147,20 +186,18 @@ def score(ckpt_path: str | Path, store: str | Path | None = None, out: str | Pat
     keep = [c for c in PRED_COLUMNS if c in index.columns and c not in ("p_pain", "p_no_pain")] or ["crop_id"]
     extra = ["path"] if "path" in index.columns else []
     pred = index[keep + extra].merge(pred, on="crop_id", how="inner", validate="one_to_one")
-    meta.update({"temperature": temperature, "checkpoint": str(Path(ckpt_path).resolve()), "checkpoint_sha": file_digest(ckpt_path),
-                 "hparams": json.dumps(_plain(dict(model.hparams)))})
+    meta.update(
+        {
+            "temperature": temperature,
+            "checkpoint": str(Path(ckpt_path).resolve()),
+            "checkpoint_sha": file_digest(ckpt_path),
+            "hparams": json.dumps(_plain(dict(model.hparams))),
+        }
+    )
     if out is not None:
         write_predictions(pred, out, meta)
     pred.attrs.update(meta)
     return pred
-
-
-def run_temperature(ckpt_path: str | Path) -> float:
-    """The temperature that training fitted on held-out mice, from <run>/calibration.json."""
-    path = Path(ckpt_path).resolve().parent.parent / "calibration.json"
-    if not path.is_file():
-        raise PredictionError(f"{ckpt_path}: temperature 'auto' needs {path} (written when train.py tests on held-out mice)")
-    return float(json.loads(path.read_text())["temperature"])
 
 
 def predict_from_config(cfg) -> pd.DataFrame:
@@ -172,9 +209,18 @@ def predict_from_config(cfg) -> pd.DataFrame:
         from painface.config import ConfigError
 
         raise ConfigError("config key 'ckpt_path': predict.py needs ckpt_path=PATH")
-    pred = score(c["ckpt_path"], store=(c.get("data") or {}).get("store"), images=c.get("images"), out=c["out"],
-                 batch_size=c.get("batch_size", 256), num_workers=c.get("num_workers", 0), temperature=c.get("temperature"),
-                 accelerator=c.get("accelerator", "auto"), devices=c.get("devices", 1), query=c.get("query"))
+    pred = score(
+        c["ckpt_path"],
+        store=(c.get("data") or {}).get("store"),
+        images=c.get("images"),
+        out=c["out"],
+        batch_size=c.get("batch_size", 256),
+        num_workers=c.get("num_workers", 0),
+        temperature=c.get("temperature"),
+        accelerator=c.get("accelerator", "auto"),
+        devices=c.get("devices", 1),
+        query=c.get("query"),
+    )
     print(f"scored {len(pred)} crops -> {c['out']}")
     return pred
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from painface.errors import PainfaceError
+from painface.files import atomic_write
 from painface.store import check_version
 
 
@@ -49,9 +49,8 @@ def write_predictions(pred: pd.DataFrame, out: str | Path, meta: dict) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(pred, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"painface": json.dumps(meta).encode()})
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        pq.write_table(table, tmp)
     return out
 
 
@@ -65,5 +64,7 @@ def read_predictions(path: str | Path, store: str | Path | None = None) -> tuple
     if store is not None:
         smeta = check_version(store)
         if meta.get("store_id") != smeta.get("store_id"):
-            raise PredictionError(f"{path}: predictions were made for another store ({meta.get('store', '?')}), not {store}")
+            raise PredictionError(
+                f"{path}: predictions were made for another store ({meta.get('store', '?')}), not {store}"
+            )
     return table.to_pandas(), meta

@@ -3,8 +3,9 @@
 The paper annotated 13 regions by hand. We build them geometrically from the
 eye-nose triangle: with "up" pointing from the nose past the eyes and "lateral" along
 the eye line (or the snout, in profile), each region is a disc or band placed in units
-of the inter-ocular (frontal) or eye-nose (profile) distance. Regions are made exclusive by priority (eye before cheek before head,
-...), and drawn on the crop so that a person can check them (``draw_regions``).
+of the inter-ocular (frontal) or eye-nose (profile) distance. Regions are made exclusive
+by priority (eye before cheek before head, ...), and drawn on the crop so that a person
+can check them (``draw_regions``).
 The stage (the paper's black platform) is found from the image when one is given:
 dark pixels below the face. Hands have no keypoint to anchor them and come only from
 a manual annotation file (``masks_from_annotation``).
@@ -21,21 +22,57 @@ import pandas as pd
 
 from painface.errors import PainfaceError
 
+
 class RegionError(PainfaceError):
     """A bad region annotation file."""
 
 
 #: Exclusive by priority, most specific first; "others" is whatever is left.
-AUTO_REGIONS = ("eye", "nose", "mouth", "cheek", "ear_base", "ear_top", "above_ear", "forehead", "head", "stage",
-                "underbody")
+AUTO_REGIONS = (
+    "eye",
+    "nose",
+    "mouth",
+    "cheek",
+    "ear_base",
+    "ear_top",
+    "above_ear",
+    "forehead",
+    "head",
+    "stage",
+    "underbody",
+)
 #: grey level (0-255) below which a pixel under the face counts as the black stage
 STAGE_MAX_GREY = 28
-PAPER_REGIONS = ("head", "forehead", "above_ear", "ear_top", "ear_base", "eye", "cheek", "nose", "mouth", "hand",
-                 "stage", "underbody", "others")
-COLOURS = {"eye": (255, 60, 60), "nose": (255, 150, 200), "mouth": (200, 80, 255), "cheek": (255, 200, 60),
-           "ear_base": (60, 200, 60), "ear_top": (30, 130, 30), "above_ear": (150, 255, 150), "forehead": (60, 200, 255),
-           "head": (60, 100, 255), "underbody": (150, 150, 150), "others": (40, 40, 40), "hand": (255, 255, 0),
-           "stage": (90, 60, 30)}
+PAPER_REGIONS = (
+    "head",
+    "forehead",
+    "above_ear",
+    "ear_top",
+    "ear_base",
+    "eye",
+    "cheek",
+    "nose",
+    "mouth",
+    "hand",
+    "stage",
+    "underbody",
+    "others",
+)
+COLOURS = {
+    "eye": (255, 60, 60),
+    "nose": (255, 150, 200),
+    "mouth": (200, 80, 255),
+    "cheek": (255, 200, 60),
+    "ear_base": (60, 200, 60),
+    "ear_top": (30, 130, 30),
+    "above_ear": (150, 255, 150),
+    "forehead": (60, 200, 255),
+    "head": (60, 100, 255),
+    "underbody": (150, 150, 150),
+    "others": (40, 40, 40),
+    "hand": (255, 255, 0),
+    "stage": (90, 60, 30),
+}
 
 
 def _frame(nose, right, left, visible_threshold):
@@ -66,8 +103,15 @@ def _frame(nose, right, left, visible_threshold):
     return mid, nose, d, up, lateral, eyes
 
 
-def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_threshold: float = 0.5,
-                                image: np.ndarray | None = None, stage_max_grey: float = STAGE_MAX_GREY) -> dict[str, np.ndarray]:
+def region_masks_from_keypoints(
+    size: int,
+    nose,
+    right_eye,
+    left_eye,
+    visible_threshold: float = 0.5,
+    image: np.ndarray | None = None,
+    stage_max_grey: float = STAGE_MAX_GREY,
+) -> dict[str, np.ndarray]:
     """Exclusive boolean masks (size x size) of each automatic region plus "others".
 
     ``image`` (size x size, RGB or grey, uint8 or 0-1 floats) enables the stage region:
@@ -93,7 +137,7 @@ def region_masks_from_keypoints(size: int, nose, right_eye, left_eye, visible_th
     nose_u = float((nose_xy - mid) @ up / d)
     below_face = u < nose_u - 0.35
     common = {
-        "eye": np.any([dist(e[:2], 0.3) for e in eyes], axis=0),   # the eye and its orbital ring
+        "eye": np.any([dist(e[:2], 0.3) for e in eyes], axis=0),  # the eye and its orbital ring
         "nose": dist(nose_xy, 0.2),
         "mouth": dist(nose_xy - up * 0.25 * d, 0.18),
         "above_ear": (u >= 1.6) & (u < 2.2),
@@ -168,8 +212,9 @@ def crop_keypoints(index_rows: pd.DataFrame, crop_size: int) -> np.ndarray:
     return out
 
 
-def positive_regions(cam: np.ndarray, masks: dict[str, np.ndarray], threshold: float = 0.5,
-                     min_fraction: float | None = None) -> dict[str, bool]:
+def positive_regions(
+    cam: np.ndarray, masks: dict[str, np.ndarray], threshold: float = 0.5, min_fraction: float | None = None
+) -> dict[str, bool]:
     """Which regions are Grad-CAM positive.
 
     The paper's rule (Fig. 2C, default): a region is positive when a Grad-CAM-positive
@@ -183,10 +228,17 @@ def positive_regions(cam: np.ndarray, masks: dict[str, np.ndarray], threshold: f
     return {r: bool(m.any() and hot[m].mean() >= min_fraction) for r, m in masks.items()}
 
 
-def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: np.ndarray, threshold: float = 0.5,
-                      min_fraction: float | None = None, visible_threshold: float = 0.5,
-                      manual: list[dict] | None = None, images: np.ndarray | None = None,
-                      stage_max_grey: float = STAGE_MAX_GREY) -> pd.DataFrame:
+def attribution_table(
+    cams: np.ndarray,
+    keypoints: np.ndarray,
+    predicted_pain: np.ndarray,
+    threshold: float = 0.5,
+    min_fraction: float | None = None,
+    visible_threshold: float = 0.5,
+    manual: list[dict] | None = None,
+    images: np.ndarray | None = None,
+    stage_max_grey: float = STAGE_MAX_GREY,
+) -> pd.DataFrame:
     """Per region: positive frequency among pain and no-pain predictions, and enrichment.
 
     Enrichment = the region's share of Grad-CAM mass divided by its share of the crop's
@@ -196,16 +248,29 @@ def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: n
     size = cams.shape[-1]
     rows = []
     for i, cam in enumerate(cams):
-        masks = region_masks_from_keypoints(size, *keypoints[i], visible_threshold=visible_threshold,
-                                            image=None if images is None else images[i], stage_max_grey=stage_max_grey)
+        masks = region_masks_from_keypoints(
+            size,
+            *keypoints[i],
+            visible_threshold=visible_threshold,
+            image=None if images is None else images[i],
+            stage_max_grey=stage_max_grey,
+        )
         if manual is not None and manual[i]:
             masks.update(manual[i])
         pos = positive_regions(cam, masks, threshold, min_fraction)
         total = cam.sum() + 1e-8
         for r, m in masks.items():
             area = m.mean()
-            rows.append({"image": i, "region": r, "positive": pos[r], "pain": bool(predicted_pain[i]),
-                         "enrichment": (cam[m].sum() / total) / area if area > 0 else np.nan, "area": area})
+            rows.append(
+                {
+                    "image": i,
+                    "region": r,
+                    "positive": pos[r],
+                    "pain": bool(predicted_pain[i]),
+                    "enrichment": (cam[m].sum() / total) / area if area > 0 else np.nan,
+                    "area": area,
+                }
+            )
     df = pd.DataFrame(rows)
     freq = df.pivot_table(index="region", columns="pain", values="positive", aggfunc="sum").fillna(0)
     freq = freq.rename(columns={True: "pain", False: "no_pain"})
@@ -213,10 +278,14 @@ def attribution_table(cams: np.ndarray, keypoints: np.ndarray, predicted_pain: n
         if c not in freq:
             freq[c] = 0
     n = df.drop_duplicates("image")["pain"].value_counts()
-    out = pd.DataFrame({
-        "positive_pain": freq["pain"].astype(int), "positive_no_pain": freq["no_pain"].astype(int),
-        "n_pain": int(n.get(True, 0)), "n_no_pain": int(n.get(False, 0)),
-    })
+    out = pd.DataFrame(
+        {
+            "positive_pain": freq["pain"].astype(int),
+            "positive_no_pain": freq["no_pain"].astype(int),
+            "n_pain": int(n.get(True, 0)),
+            "n_no_pain": int(n.get(False, 0)),
+        }
+    )
     out["freq_pain"] = out["positive_pain"] / max(out["n_pain"].iloc[0], 1)
     out["freq_no_pain"] = out["positive_no_pain"] / max(out["n_no_pain"].iloc[0], 1)
     out["enrichment_pain"] = df[df.pain].groupby("region")["enrichment"].mean()

@@ -25,7 +25,9 @@ def _check(groups: dict[str, np.ndarray], need: int = 2):
             raise StatsError(f"group '{name}' has {np.isfinite(v).sum()} animal(s); the test needs at least {need}")
 
 
-def compare_groups(groups: dict[str, np.ndarray], control: str, subjects: dict[str, list] | None = None) -> pd.DataFrame:
+def compare_groups(
+    groups: dict[str, np.ndarray], control: str, subjects: dict[str, list] | None = None
+) -> pd.DataFrame:
     """Each group against the control: t-test for two groups, ANOVA + Dunnett for more.
 
     ``subjects`` (a crossover design, each animal in every group): the animal of each
@@ -43,13 +45,24 @@ def compare_groups(groups: dict[str, np.ndarray], control: str, subjects: dict[s
     if len(clean) == 2:
         g = others[0]
         t = stats.ttest_ind(clean[g], clean[control])  # unpaired, equal variances, as in the paper
-        rows.append({"group": g, "control": control, "test": "unpaired t-test", "statistic": t.statistic, "p": t.pvalue})
+        rows.append(
+            {"group": g, "control": control, "test": "unpaired t-test", "statistic": t.statistic, "p": t.pvalue}
+        )
     else:
         anova = stats.f_oneway(*clean.values())
         d = stats.dunnett(*[clean[g] for g in others], control=clean[control])
         for g, s, p in zip(others, d.statistic, d.pvalue):
-            rows.append({"group": g, "control": control, "test": "Dunnett", "statistic": s, "p": p,
-                         "anova_F": anova.statistic, "anova_p": anova.pvalue})
+            rows.append(
+                {
+                    "group": g,
+                    "control": control,
+                    "test": "Dunnett",
+                    "statistic": s,
+                    "p": p,
+                    "anova_F": anova.statistic,
+                    "anova_p": anova.pvalue,
+                }
+            )
     out = pd.DataFrame(rows)
     for g in out["group"]:
         out.loc[out.group == g, "mean"] = clean[g].mean()
@@ -61,7 +74,9 @@ def compare_groups(groups: dict[str, np.ndarray], control: str, subjects: dict[s
 
 def _paired(groups: dict[str, np.ndarray], control: str, subjects: dict[str, list]) -> pd.DataFrame:
     if len(groups) != 2:
-        raise StatsError(f"a paired (crossover) comparison needs exactly two conditions, got {len(groups)}: {list(groups)}")
+        raise StatsError(
+            f"a paired (crossover) comparison needs exactly two conditions, got {len(groups)}: {list(groups)}"
+        )
     other = next(g for g in groups if g != control)
     series = {g: pd.Series(np.asarray(groups[g], float), index=list(subjects[g])) for g in (other, control)}
     for g, v in series.items():
@@ -71,13 +86,31 @@ def _paired(groups: dict[str, np.ndarray], control: str, subjects: dict[str, lis
     if len(both) < 2:
         raise StatsError(f"a paired t-test needs at least 2 animals with both conditions, got {len(both)}")
     t = stats.ttest_rel(both[other], both[control])
-    return pd.DataFrame([{"group": other, "control": control, "test": "paired t-test", "statistic": t.statistic,
-                          "p": t.pvalue, "n_pairs": len(both), "mean": both[other].mean(), "sem": stats.sem(both[other]),
-                          "control_mean": both[control].mean(), "stars": stars(t.pvalue)}])
+    return pd.DataFrame(
+        [
+            {
+                "group": other,
+                "control": control,
+                "test": "paired t-test",
+                "statistic": t.statistic,
+                "p": t.pvalue,
+                "n_pairs": len(both),
+                "mean": both[other].mean(),
+                "sem": stats.sem(both[other]),
+                "control_mean": both[control].mean(),
+                "stars": stars(t.pvalue),
+            }
+        ]
+    )
 
 
-def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series, yates: bool = False,
-                    n_tests: int | None = None) -> pd.DataFrame:
+def chi2_bonferroni(
+    counts: pd.DataFrame,
+    totals: pd.Series,
+    yates: bool = False,
+    n_tests: int | None = None,
+    method: str = "bonferroni",
+) -> pd.DataFrame:
     """Per category (row), chi-squared on [positive, negative] x class, Bonferroni over rows.
 
     ``counts``: rows = categories (e.g. facial regions), columns = two classes, values =
@@ -85,7 +118,13 @@ def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series, yates: bool = False
     ``yates``: Yates' continuity correction (the paper does not say; off by default, as
     Pearson's plain chi-squared). ``n_tests``: the Bonferroni factor, when more categories
     were planned than ``counts`` holds (the paper's 13 regions, with one not assessed).
+    ``method``: the correction, ``bonferroni`` (the paper's) or ``holm`` (statsmodels'
+    ``multipletests``; a planned test that was not run counts as p = 1).
     """
+    from statsmodels.stats.multitest import multipletests
+
+    if method not in ("bonferroni", "holm"):
+        raise StatsError(f"multiple-comparison correction '{method}' unknown (bonferroni or holm)")
     rows = []
     for cat, row in counts.iterrows():
         table = np.array([[row[c], totals[c] - row[c]] for c in counts.columns])
@@ -98,8 +137,11 @@ def chi2_bonferroni(counts: pd.DataFrame, totals: pd.Series, yates: bool = False
     n_tests = len(out) if n_tests is None else n_tests
     if n_tests < len(out):
         raise StatsError(f"Bonferroni over {n_tests} tests, but {len(out)} categories were tested")
-    out["p_bonferroni"] = np.minimum(out["p"] * n_tests, 1.0)
-    out["stars"] = out["p_bonferroni"].map(stars)
+    padded = np.concatenate([out["p"].to_numpy(float), np.ones(n_tests - len(out))])
+    out["p_adjusted"] = multipletests(padded, method=method)[1][: len(out)] if len(out) else []
+    out["correction"] = f"{method} over {n_tests}"
+    out[f"p_{method}"] = out["p_adjusted"]
+    out["stars"] = out["p_adjusted"].map(stars)
     return out
 
 
@@ -114,7 +156,7 @@ def table1(metrics: dict, stage: str = "test") -> pd.DataFrame:
     for key, value in metrics.items():
         if not key.startswith(prefix):
             continue
-        cell, _, group = key[len(prefix):].partition("_")
+        cell, _, group = key[len(prefix) :].partition("_")
         if cell in ("tp", "fn", "fp", "tn"):
             rows.setdefault(group or "all", {})[cell.upper()] = int(round(float(value)))
     if "all" not in rows:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from painface.errors import PainfaceError
+from painface.files import atomic_write, write_json
 
 SCHEMA_VERSION = 1
 STORE_FILE = "store.json"
@@ -34,13 +35,34 @@ PARTS = "parts"
 TMP_PREFIX = ".tmp-"
 
 INDEX_COLUMNS = (
-    "crop_id", "image", "offset", "nbytes",
-    "session_id", "mouse_id", "sex", "strain", "treatment", "phase", "camera",
-    "frame", "time_s", "fps", "label", "rule",
-    "nose_x", "nose_y", "nose_likelihood",
-    "right_eye_x", "right_eye_y", "right_eye_likelihood",
-    "left_eye_x", "left_eye_y", "left_eye_likelihood",
-    "box_x0", "box_y0", "box_size",
+    "crop_id",
+    "image",
+    "offset",
+    "nbytes",
+    "session_id",
+    "mouse_id",
+    "sex",
+    "strain",
+    "treatment",
+    "phase",
+    "camera",
+    "frame",
+    "time_s",
+    "fps",
+    "label",
+    "rule",
+    "nose_x",
+    "nose_y",
+    "nose_likelihood",
+    "right_eye_x",
+    "right_eye_y",
+    "right_eye_likelihood",
+    "left_eye_x",
+    "left_eye_y",
+    "left_eye_likelihood",
+    "box_x0",
+    "box_y0",
+    "box_size",
     "sharpness",  # variance of the Laplacian of the stored crop; NaN in stores extracted before it existed
 )
 
@@ -61,8 +83,9 @@ def writer_lock(root: str | Path):
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise StoreError(f"{root}: another painface process is writing to this store; wait for it to finish "
-                         f"(or use another store)") from None
+        raise StoreError(
+            f"{root}: another painface process is writing to this store; wait for it to finish (or use another store)"
+        ) from None
     try:
         yield root
     finally:
@@ -74,7 +97,13 @@ def unit_name(session_id: str, camera: str) -> str:
     return safe
 
 
-def create_store(root: str | Path, crop_size: int = 128, image_format: str = "jpg", jpeg_quality: int = 92) -> Path:
+def create_store(
+    root: str | Path,
+    crop_size: int = 128,
+    image_format: str = "jpg",
+    jpeg_quality: int = 92,
+    extraction: dict | None = None,
+) -> Path:
     """Create a store folder, or check that an existing one has this schema version."""
     root = Path(root)
     meta = root / STORE_FILE
@@ -83,8 +112,17 @@ def create_store(root: str | Path, crop_size: int = 128, image_format: str = "jp
         return root
     (root / PARTS).mkdir(parents=True, exist_ok=True)
     # store_id ties predictions files to the store they were made from
-    _write_json(meta, {"schema_version": SCHEMA_VERSION, "store_id": uuid.uuid4().hex, "crop_size": crop_size,
-                       "image_format": image_format, "jpeg_quality": jpeg_quality})
+    _write_json(
+        meta,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "store_id": uuid.uuid4().hex,
+            "crop_size": crop_size,
+            "image_format": image_format,
+            "jpeg_quality": jpeg_quality,
+            "extraction": extraction or {},
+        },
+    )
     return root
 
 
@@ -92,8 +130,10 @@ def store_meta(root: str | Path) -> dict:
     root = Path(root)
     meta = root / STORE_FILE
     if not meta.is_file():
-        raise StoreError(f"{root}: not a painface crop store (no {STORE_FILE}); build one with "
-                         f"'painface extract MANIFEST --store {root}' or 'painface synth' + 'painface extract'")
+        raise StoreError(
+            f"{root}: not a painface crop store (no {STORE_FILE}); build one with "
+            f"'painface extract MANIFEST --store {root}' or 'painface synth' + 'painface extract'"
+        )
     try:
         return json.loads(meta.read_text())
     except json.JSONDecodeError as exc:
@@ -104,8 +144,10 @@ def check_version(root: str | Path) -> dict:
     meta = store_meta(root)
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise StoreError(f"{root}: store schema version {version}, this painface reads version {SCHEMA_VERSION}; "
-                         f"re-extract it with this version")
+        raise StoreError(
+            f"{root}: store schema version {version}, this painface reads version {SCHEMA_VERSION}; "
+            f"re-extract it with this version"
+        )
     return meta
 
 
@@ -139,7 +181,11 @@ def clean_temporaries(root: str | Path) -> int:
 
 def finished_units(root: str | Path) -> set[str]:
     parts = Path(root) / PARTS
-    return {p.name for p in parts.iterdir() if p.is_dir() and not p.name.startswith(TMP_PREFIX)} if parts.exists() else set()
+    return (
+        {p.name for p in parts.iterdir() if p.is_dir() and not p.name.startswith(TMP_PREFIX)}
+        if parts.exists()
+        else set()
+    )
 
 
 class PartWriter:
@@ -167,7 +213,11 @@ class PartWriter:
 
     def publish(self, summary: dict) -> Path:
         self.blob.close()
-        index = pd.DataFrame(self.rows, columns=list(INDEX_COLUMNS)) if self.rows else pd.DataFrame(columns=list(INDEX_COLUMNS))
+        index = (
+            pd.DataFrame(self.rows, columns=list(INDEX_COLUMNS))
+            if self.rows
+            else pd.DataFrame(columns=list(INDEX_COLUMNS))
+        )
         index.to_parquet(self.tmp / "index.parquet", index=False)
         _write_json(self.tmp / "summary.json", summary)
         if self.final.exists():  # a re-run of a unit replaces it whole
@@ -196,8 +246,10 @@ def read_index(root: str | Path, verify: bool = True) -> pd.DataFrame:
         try:
             idx = pd.read_parquet(idx_path)
         except Exception as exc:  # pyarrow raises several kinds for a damaged file
-            raise StoreError(f"{idx_path}: unreadable index ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
-                             f"delete the part folder and re-run the extraction") from None
+            raise StoreError(
+                f"{idx_path}: unreadable index ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                f"delete the part folder and re-run the extraction"
+            ) from None
         if "sharpness" not in idx:  # parts written before the column existed: same schema otherwise
             idx["sharpness"] = np.nan
         if verify and len(idx):
@@ -251,9 +303,7 @@ class CropReader:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    write_json(path, data, default=_json_default)
 
 
 def _json_default(o):
@@ -290,7 +340,6 @@ def export_crops(root: str | Path, out: str | Path, n: int = 50, query: str | No
     reader = CropReader(root)
     for _, r in pick.iterrows():
         name = r["crop_id"].replace("/", "__") + f"__{r['label']}.png"
-        tmp = out / (name + ".tmp.png")
-        cv2.imwrite(str(tmp), reader.read(r["image"], r["offset"], r["nbytes"]))
-        os.replace(tmp, out / name)
+        with atomic_write(out / name) as tmp:
+            cv2.imwrite(str(tmp), reader.read(r["image"], r["offset"], r["nbytes"]))
     return len(pick)

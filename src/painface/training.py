@@ -3,18 +3,33 @@ validated config, then fit, test or evaluate."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from painface.files import atomic_write, write_json
 
 
 def _instantiate_dict(node) -> list:
     from hydra.utils import instantiate
 
     return [instantiate(v) for v in (node or {}).values() if v is not None and "_target_" in v]
+
+
+def _instantiate(node, **kwargs):
+    """``hydra.utils.instantiate`` that lets painface's own one-line errors through unwrapped."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from painface.errors import PainfaceError
+
+    try:
+        return instantiate(node, _recursive_=False, _convert_="all", **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, PainfaceError):
+            raise exc.__cause__ from None
+        raise
 
 
 def build(cfg: DictConfig):
@@ -24,26 +39,29 @@ def build(cfg: DictConfig):
     from hydra.utils import instantiate
 
     from painface.callbacks import RunSettingsLogger
-    from painface.data import PainFaceDataModule
-    from painface.models import PainClassifier
 
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True)
-    data_kw = OmegaConf.to_container(cfg.data, resolve=True)
-    data_kw.pop("_target_")
-    dm = PainFaceDataModule(**data_kw, input_size=cfg.model.net.input_size, group_by=list(cfg.model.metrics.group_by))
-    net = OmegaConf.to_container(cfg.model.net, resolve=True)
-    optimizer = OmegaConf.to_container(cfg.model.optimizer, resolve=True) if cfg.model.optimizer is not None else None
-    model = PainClassifier(net=net, optimizer=optimizer, group_by=list(cfg.model.metrics.group_by),
-                           init_from=cfg.model.init_from, label_smoothing=cfg.model.label_smoothing)
+    # model._target_ and data._target_ choose the classes (lightning-hydra-template style);
+    # nested dicts (net, optimizer, build) reach the constructors as plain dicts
+    group_by = list(OmegaConf.select(cfg, "model.metrics.group_by", default=None) or [])
+    dm = _instantiate(cfg.data, input_size=OmegaConf.select(cfg, "model.net.input_size", default=96), group_by=group_by)
+    model = _instantiate(cfg.model)
     callbacks = _instantiate_dict(cfg.callbacks)
     loggers = _instantiate_dict(cfg.logger)
     # Lightning logs the model's and datamodule's hparams; add what else decides the result
-    run = {"seed": cfg.seed, "task_name": cfg.task_name, "tags": list(cfg.get("tags") or []),
-           "trainer": {k: cfg.trainer.get(k) for k in ("max_epochs", "precision", "accelerator", "devices", "strategy")
-                       if k in cfg.trainer}}
+    run = {
+        "seed": cfg.seed,
+        "task_name": cfg.task_name,
+        "tags": list(cfg.get("tags") or []),
+        "trainer": {
+            k: cfg.trainer.get(k)
+            for k in ("max_epochs", "precision", "accelerator", "devices", "strategy")
+            if k in cfg.trainer
+        },
+    }
     callbacks.append(RunSettingsLogger(run))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return dm, model, trainer
@@ -51,6 +69,7 @@ def build(cfg: DictConfig):
 
 def train(cfg: DictConfig) -> dict:
     """Fit (optionally resuming from ``ckpt_path``), then test the best checkpoint on held-out mice."""
+    from painface.calibration import calibration_report
     from painface.config import validate
 
     cfg = validate(cfg)
@@ -61,8 +80,10 @@ def train(cfg: DictConfig) -> dict:
         saved = checkpoint_hparams(cfg.ckpt_path)["net"]
         for key in ("name", "input_size"):
             if saved.get(key) != cfg.model.net[key]:
-                raise ConfigError(f"config key 'model.net.{key}': {cfg.model.net[key]!r}, but ckpt_path {cfg.ckpt_path} "
-                                  f"was trained with {saved.get(key)!r}; resume with the same model")
+                raise ConfigError(
+                    f"config key 'model.net.{key}': {cfg.model.net[key]!r}, but ckpt_path {cfg.ckpt_path} "
+                    f"was trained with {saved.get(key)!r}; resume with the same model"
+                )
     dm, model, trainer = build(cfg)
     if cfg.train:
         trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
@@ -82,6 +103,7 @@ def train(cfg: DictConfig) -> dict:
 
 def evaluate(cfg: DictConfig) -> dict:
     """``eval.py``: metrics and confusion matrix of a checkpoint on a (held-out) store."""
+    from painface.calibration import calibration_report
     from painface.config import ConfigError, validate
     from painface.models import load_classifier
 
@@ -95,8 +117,11 @@ def evaluate(cfg: DictConfig) -> dict:
     dm, _, trainer = build(cfg)
     own = model.hparams.net
     if own.get("name") != cfg.model.net.name or own.get("input_size") != cfg.model.net.input_size:
-        print(f"note: evaluating the checkpoint's own network ({own.get('name')}, {own.get('input_size')} px), "
-              f"not model={cfg.model.net.name} ({cfg.model.net.input_size} px)", file=sys.stderr)
+        print(
+            f"note: evaluating the checkpoint's own network ({own.get('name')}, {own.get('input_size')} px), "
+            f"not model={cfg.model.net.name} ({cfg.model.net.input_size} px)",
+            file=sys.stderr,
+        )
     dm.input_size = model.input_size
     dm.prepare_data()  # data=synthetic builds its store on first use, as in train.py
     # evaluate on every selected mouse of the store, not on one fold (so no fold count applies)
@@ -113,72 +138,51 @@ def evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
-def calibration_report(trainer, model, dm, out: Path) -> dict:
-    """Reliability diagram and temperature scaling on the held-out mice (beyond the paper)."""
-    import numpy as np
-
-    from painface.data import LABELS
-    from painface.report import reliability_figure
-    from painface.scoring import apply_temperature, expected_calibration_error, fit_temperature
-
-    from painface.predict import predict_trainer
-
-    if not trainer.is_global_zero:
-        return {}
-    # one device, in this process: under DDP each rank would see only its shard, and
-    # under ddp_spawn this process's DataModule was never set up
-    dm.setup("fit")
-    single = predict_trainer("gpu" if trainer.strategy.root_device.type == "cuda" else "cpu", 1,
-                             progress=trainer.progress_bar_callback is not None)
-    batches = single.predict(model, dataloaders=dm.val_dataloader())
-    if not batches:
-        return {}
-    p = np.concatenate([b["p_pain"].numpy() for b in batches]).clip(1e-6, 1 - 1e-6)
-    ids = [c for b in batches for c in b["crop_id"]]
-    y = dm.val_index.set_index("crop_id").loc[ids, "label"].map(LABELS).to_numpy()
-    logit = np.log(p / (1 - p))
-    t = fit_temperature(np.column_stack([np.zeros_like(logit), logit]), y)
-    p_t = apply_temperature(p, t)
-    result = {"temperature": t, "ece": expected_calibration_error(p, y), "ece_temperature_scaled": expected_calibration_error(p_t, y),
-              "n_crops": int(len(y)), "held_out_mice": sorted(dm.val_index["mouse_id"].unique().tolist())}
-    out.mkdir(parents=True, exist_ok=True)
-    reliability_figure(p, y, out / "reliability.png", title=f"held-out mice, ECE {result['ece']:.3f}")
-    tmp = out / "calibration.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out / "calibration.json")
-    return result
-
-
 def _summarise(cfg, trainer, metrics: dict, ckpt: str, test_role: str | None = None) -> None:
     from painface.stats import StatsError, table1
 
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps({"checkpoint": ckpt, "test_on": test_role, "metrics": metrics}, indent=2, sort_keys=True))
-    os.replace(tmp, out / "metrics.json")
+    write_json(out / "metrics.json", {"checkpoint": ckpt, "test_on": test_role, "metrics": metrics}, sort_keys=True)
     try:
         confusion = table1(metrics)
     except StatsError:
         confusion = None
     if confusion is not None:
-        tmp = out / "table1.csv.tmp"
-        confusion.to_csv(tmp)
-        os.replace(tmp, out / "table1.csv")
-    images = sorted({str(p.parent) for lg in trainer.loggers if getattr(lg, "log_dir", None)
-                     for p in Path(lg.log_dir).glob("images/*.png")})
+        with atomic_write(out / "table1.csv") as tmp:
+            confusion.to_csv(tmp)
+    images = sorted(
+        {
+            str(p.parent)
+            for lg in trainer.loggers
+            if getattr(lg, "log_dir", None)
+            for p in Path(lg.log_dir).glob("images/*.png")
+        }
+    )
     lines = [
         "",
         "painface results",
         f"  metrics      {out / 'metrics.json'}",
         *([f"  tested on    {test_role}"] if test_role else []),
-        *[f"  {k:<12} {metrics[k]:.3f}" for k in sorted(metrics) if k.startswith("test/") and "=" not in k
-          and "confmat" not in k],
-        *([f"  Table 1      {out / 'table1.csv'}", *("    " + line for line in _format_table1(confusion).splitlines())]
-          if confusion is not None else []),
+        *[
+            f"  {k:<12} {metrics[k]:.3f}"
+            for k in sorted(metrics)
+            if k.startswith("test/") and "=" not in k and "confmat" not in k
+        ],
+        *(
+            [
+                f"  Table 1      {out / 'table1.csv'}",
+                *("    " + line for line in _format_table1(confusion).splitlines()),
+            ]
+            if confusion is not None
+            else []
+        ),
         f"  checkpoint   {ckpt or '(none)'}",
-        *([f"  calibration  {out / 'reliability.png'} (temperature {metrics['calibration/temperature']:.2f})"]
-          if "calibration/temperature" in metrics else []),
+        *(
+            [f"  calibration  {out / 'reliability.png'} (temperature {metrics['calibration/temperature']:.2f})"]
+            if "calibration/temperature" in metrics
+            else []
+        ),
         *[f"  images       {d}  (confusion matrix, Grad-CAM)" for d in images],
         *[f"  logs         {lg.log_dir}" for lg in trainer.loggers if getattr(lg, "log_dir", None)],
     ]

@@ -27,7 +27,7 @@ DLC_SCORER = "DLC_synthetic_painface_shuffle1_0"
 class SessionSpec:
     session_id: str
     mouse: Mouse
-    phase: str                      # "pre" or "post"
+    phase: str  # "pre" or "post"
     treatment: str
     seconds: float
     fps: float = 15.0
@@ -36,10 +36,10 @@ class SessionSpec:
     cameras: int = 2
     #: (minute since treatment, intensity) knots, linearly interpolated; pre sessions use 0.
     timeline: list[tuple[float, float]] = field(default_factory=list)
-    zero_fraction: float = 0.05     # share of post frames whose planted intensity is 0
+    zero_fraction: float = 0.05  # share of post frames whose planted intensity is 0
     signal: float = 1.0
     au_weights: dict[str, float] = field(default_factory=lambda: {au: 1.0 for au in ACTION_UNITS})
-    sensitivity: float = 1.0        # this animal's pain response factor
+    sensitivity: float = 1.0  # this animal's pain response factor
     seed: int = 0
 
     @property
@@ -58,7 +58,9 @@ def make_mouse(mouse_id: str, sex: str, strain: str, rng: np.random.Generator, c
     shade = base + rng.normal(0, 6 if base.mean() > 100 else 3) + rng.normal(0, 1.0, 3)  # mostly achromatic
     size = rng.uniform(0.92, 1.08) * (1.05 if sex == "male" else 0.95)
     return Mouse(
-        mouse_id=mouse_id, sex=sex, strain=strain,
+        mouse_id=mouse_id,
+        sex=sex,
+        strain=strain,
         coat_bgr=tuple(float(c) for c in np.clip(shade, 0, 255)),
         head_size=float(size),
         eye_spacing=float(rng.uniform(0.9, 1.1)),
@@ -83,21 +85,31 @@ def head_motion(spec: SessionSpec, rng: np.random.Generator) -> pd.DataFrame:
     n, fps = spec.n_frames, spec.fps
     # heading: the mouse turns around freely, so both cameras see every angle over time
     yaw_rate = _smooth(rng, n, fps, 70.0, 1.5) + rng.normal(0, 8.0)
-    heading = (rng.uniform(-180, 180) + np.cumsum(yaw_rate) / fps)
+    heading = rng.uniform(-180, 180) + np.cumsum(yaw_rate) / fps
     pitch = _smooth(rng, n, fps, 12.0, 1.0) + 5
     roll = _smooth(rng, n, fps, 7.0, 1.0)
-    px = _smooth(rng, n, fps, 0.18, 4.0)   # stage position, in units of frame width
+    px = _smooth(rng, n, fps, 0.18, 4.0)  # stage position, in units of frame width
     pz = _smooth(rng, n, fps, 0.18, 4.0)
     occluded = np.zeros(n, bool)
-    t = rng.exponential(40.0)               # grooming bouts, about one per 40 s
+    t = rng.exponential(40.0)  # grooming bouts, about one per 40 s
     while t * fps < n:
         dur = rng.uniform(1.0, 3.0)
-        occluded[int(t * fps): int((t + dur) * fps)] = True
+        occluded[int(t * fps) : int((t + dur) * fps)] = True
         t += dur + rng.exponential(40.0)
-    ear_back = np.clip(_smooth(rng, n, fps, 14.0, 2.0), -25, 35)   # ear movements unrelated to pain
+    ear_back = np.clip(_smooth(rng, n, fps, 14.0, 2.0), -25, 35)  # ear movements unrelated to pain
     eye_open = np.clip(1.0 + _smooth(rng, n, fps, 0.1, 1.0), 0.7, 1.15)
-    return pd.DataFrame({"heading": heading, "pitch": pitch, "roll": roll, "px": px, "pz": pz, "occluded": occluded,
-                         "ear_back": ear_back, "eye_open": eye_open})
+    return pd.DataFrame(
+        {
+            "heading": heading,
+            "pitch": pitch,
+            "roll": roll,
+            "px": px,
+            "pz": pz,
+            "occluded": occluded,
+            "ear_back": ear_back,
+            "eye_open": eye_open,
+        }
+    )
 
 
 def pain_intensity(spec: SessionSpec, rng: np.random.Generator) -> np.ndarray:
@@ -114,7 +126,7 @@ def pain_intensity(spec: SessionSpec, rng: np.random.Generator) -> np.ndarray:
     block = max(int(2 * spec.fps), 1)
     n_blocks = int(round(spec.zero_fraction * n / block))
     for start in rng.choice(max(n - block, 1), size=n_blocks, replace=False) if n_blocks else []:
-        zero[start:start + block] = True
+        zero[start : start + block] = True
     level[zero] = 0.0
     return level
 
@@ -128,8 +140,17 @@ class _Camera:
         wall = 70 + 25 * (1 - yy / height) + rng.uniform(-10, 10)
         bg = np.repeat(wall[..., None], 3, axis=2)
         # the small black stage of the paper, seen slightly from above
-        cv2.ellipse(bg, (width // 2, int(height * 0.64)), (int(width * 0.42), int(height * 0.2)),
-                    0, 0, 360, (14, 14, 16), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            bg,
+            (width // 2, int(height * 0.64)),
+            (int(width * 0.42), int(height * 0.2)),
+            0,
+            0,
+            360,
+            (14, 14, 16),
+            -1,
+            cv2.LINE_AA,
+        )
         light = 1 + 0.12 * (xx / width - 0.5) * rng.choice([-1, 1])
         self.background = np.clip(bg * light[..., None], 0, 255).astype(np.uint8)
         trng = np.random.default_rng(texture_seed)
@@ -151,7 +172,7 @@ class _Camera:
         y0, y1 = max(int(pose.cy) - r, 0), min(int(pose.cy) + int(r * 1.2), self.h)
         if x1 > x0 and y1 > y0:
             ox, oy = (self.w // 2 - int(pose.cx)) % self.w, (self.h // 2 - int(pose.cy)) % self.h
-            tex = self.texture[oy + y0: oy + y1, ox + x0: ox + x1]
+            tex = self.texture[oy + y0 : oy + y1, ox + x0 : ox + x1]
             roi = img[y0:y1, x0:x1]
             img[y0:y1, x0:x1] = cv2.multiply(roi, cv2.merge([tex, tex, tex]), scale=1 / 128)
             if blur > 1:
@@ -172,9 +193,20 @@ def camera_pose(motion: pd.DataFrame, cam: int, width: int, height: int, head_si
     scale = 0.085 * height * head_size / (1 + 0.5 * depth)
     cx = width * (0.5 + 0.55 * lateral)
     cy = height * (0.52 - 0.1 * depth)
-    return [Pose(yaw=((y + 180) % 360) - 180, pitch=p, roll=r, cx=x, cy=yc, scale=s, occluded=o, ear_back=eb, eye_open=eo)
-            for y, p, r, x, yc, s, o, eb, eo in zip(rel_yaw, motion["pitch"], motion["roll"], cx, cy, scale,
-                                                    motion["occluded"], motion["ear_back"], motion["eye_open"])]
+    return [
+        Pose(yaw=((y + 180) % 360) - 180, pitch=p, roll=r, cx=x, cy=yc, scale=s, occluded=o, ear_back=eb, eye_open=eo)
+        for y, p, r, x, yc, s, o, eb, eo in zip(
+            rel_yaw,
+            motion["pitch"],
+            motion["roll"],
+            cx,
+            cy,
+            scale,
+            motion["occluded"],
+            motion["ear_back"],
+            motion["eye_open"],
+        )
+    ]
 
 
 def likelihood_and_jitter(kps_true: np.ndarray, visibility: np.ndarray, scale: np.ndarray, rng) -> np.ndarray:
@@ -219,23 +251,48 @@ def render_session(spec: SessionSpec, out_dir: str | Path, progress=None) -> lis
         writer.release()
         tmp.replace(video)
         scales = np.array([p.scale for p in poses])
-        dlc = {name: likelihood_and_jitter(kp[:, j, :2], kp[:, j, 2], scales, crng) for j, name in enumerate(FACE_POINTS)}
+        dlc = {
+            name: likelihood_and_jitter(kp[:, j, :2], kp[:, j, 2], scales, crng) for j, name in enumerate(FACE_POINTS)
+        }
         h5, _ = write_dlc(dlc, out_dir / video.stem, DLC_SCORER)
         visible = (kp[:, 0, 2] > 0.0) & (np.maximum(kp[:, 1, 2], kp[:, 2, 2]) > 0.12)
-        truth.append(pd.DataFrame({
-            "session_id": spec.session_id, "camera": f"cam{cam + 1}", "frame": np.arange(spec.n_frames),
-            "time_s": np.arange(spec.n_frames) / spec.fps - spec.treatment_time_s,
-            "intensity": intensity, "yaw": [p.yaw for p in poses], "pitch": [p.pitch for p in poses],
-            "roll": [p.roll for p in poses], "scale": scales, "occluded": motion["occluded"].to_numpy(),
-            "face_visible": visible,
-            **{f"{n}_{c}": kp[:, j, k] for j, n in enumerate(FACE_POINTS) for k, c in enumerate(("x", "y", "vis"))},
-        }))
-        rows.append({
-            "session_id": spec.session_id, "mouse_id": spec.mouse.mouse_id, "sex": spec.mouse.sex,
-            "strain": spec.mouse.strain, "treatment": spec.treatment, "phase": spec.phase,
-            "camera": f"cam{cam + 1}", "video": str(video), "keypoints": str(h5), "fps": spec.fps,
-            "treatment_time_s": spec.treatment_time_s,
-        })
+        truth.append(
+            pd.DataFrame(
+                {
+                    "session_id": spec.session_id,
+                    "camera": f"cam{cam + 1}",
+                    "frame": np.arange(spec.n_frames),
+                    "time_s": np.arange(spec.n_frames) / spec.fps - spec.treatment_time_s,
+                    "intensity": intensity,
+                    "yaw": [p.yaw for p in poses],
+                    "pitch": [p.pitch for p in poses],
+                    "roll": [p.roll for p in poses],
+                    "scale": scales,
+                    "occluded": motion["occluded"].to_numpy(),
+                    "face_visible": visible,
+                    **{
+                        f"{n}_{c}": kp[:, j, k]
+                        for j, n in enumerate(FACE_POINTS)
+                        for k, c in enumerate(("x", "y", "vis"))
+                    },
+                }
+            )
+        )
+        rows.append(
+            {
+                "session_id": spec.session_id,
+                "mouse_id": spec.mouse.mouse_id,
+                "sex": spec.mouse.sex,
+                "strain": spec.mouse.strain,
+                "treatment": spec.treatment,
+                "phase": spec.phase,
+                "camera": f"cam{cam + 1}",
+                "video": str(video),
+                "keypoints": str(h5),
+                "fps": spec.fps,
+                "treatment_time_s": spec.treatment_time_s,
+            }
+        )
     truth_path = out_dir / f"{spec.session_id}_truth.parquet"
     tmp = truth_path.with_name(truth_path.name + ".tmp")
     pd.concat(truth, ignore_index=True).to_parquet(tmp, index=False)

@@ -29,8 +29,10 @@ AMPLITUDE = 0.42
 
 _SHIFT = 4  # cv2 sub-pixel drawing: coordinates carry 4 fractional bits
 _SCALE = 1 << _SHIFT
-_CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 20, endpoint=False)),
-                    np.sin(np.linspace(0, 2 * np.pi, 20, endpoint=False))], axis=1)
+_CIRCLE = np.stack(
+    [np.cos(np.linspace(0, 2 * np.pi, 20, endpoint=False)), np.sin(np.linspace(0, 2 * np.pi, 20, endpoint=False))],
+    axis=1,
+)
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,11 @@ class Mouse:
     sex: str = "male"
     strain: str = "BALB/c"
     coat_bgr: tuple[float, float, float] = (238.0, 240.0, 242.0)
-    head_size: float = 1.0          # overall scale of the head
-    eye_spacing: float = 1.0        # lateral eye position factor
+    head_size: float = 1.0  # overall scale of the head
+    eye_spacing: float = 1.0  # lateral eye position factor
     snout_length: float = 1.0
     ear_size: float = 1.0
-    eye_openness: float = 1.0       # baseline palpebral opening, varies between animals
+    eye_openness: float = 1.0  # baseline palpebral opening, varies between animals
     eye_size: float = 1.0
     whisker_length: float = 1.0
     texture_seed: int = 0
@@ -55,24 +57,24 @@ class Mouse:
 class Pose:
     """Head orientation (degrees) relative to one camera, and its image placement."""
 
-    yaw: float = 0.0     # 0: facing the camera; +-90: profile; 180: facing away
-    pitch: float = 0.0   # + lifts the snout
+    yaw: float = 0.0  # 0: facing the camera; +-90: profile; 180: facing away
+    pitch: float = 0.0  # + lifts the snout
     roll: float = 0.0
-    cx: float = 320.0    # image position of the head centre (pixels)
+    cx: float = 320.0  # image position of the head centre (pixels)
     cy: float = 180.0
     scale: float = 30.0  # pixels per head unit (head half-width ~ 1 unit)
     occluded: bool = False  # paws in front of the face, as in grooming
     # natural, pain-unrelated variation: free mice move their ears and blink
-    ear_back: float = 0.0    # degrees the ears are turned back
-    eye_open: float = 1.0    # factor on the palpebral opening
+    ear_back: float = 0.0  # degrees the ears are turned back
+    eye_open: float = 1.0  # factor on the palpebral opening
 
 
 @dataclass
 class Appearance:
     """Per-frame imaging conditions."""
 
-    light: float = 1.0          # global gain
-    blur: int = 0               # horizontal motion-blur kernel length in pixels (0 = none)
+    light: float = 1.0  # global gain
+    blur: int = 0  # horizontal motion-blur kernel length in pixels (0 = none)
 
 
 @dataclass
@@ -172,8 +174,13 @@ def _draw(img, kind, pts, color, thick):
 
 
 # Skull and snout sample points (unit sphere samples, scaled per mouse), computed once.
-_SPHERE = np.array([[np.cos(t) * np.sin(p), np.cos(p), np.sin(t) * np.sin(p)]
-                    for p in np.linspace(0.15, np.pi - 0.15, 7) for t in np.linspace(0, 2 * np.pi, 14, endpoint=False)])
+_SPHERE = np.array(
+    [
+        [np.cos(t) * np.sin(p), np.cos(p), np.sin(t) * np.sin(p)]
+        for p in np.linspace(0.15, np.pi - 0.15, 7)
+        for t in np.linspace(0, 2 * np.pi, 14, endpoint=False)
+    ]
+)
 
 
 def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool = False) -> tuple[_Scene, dict]:
@@ -195,9 +202,16 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
     crown = (0, (-0.95 + 0.32 * a["forehead"]) * k, (0.35 - 0.25 * a["forehead"]) * k)
     skull = _SPHERE * (0.85 * k, 0.72 * k, 1.0 * k)
     snout_tip = np.array([0, 0.32 * k, 1.75 * sl * k])
-    snout = np.array([snout_tip, (0.28 * k, 0.25 * k, 1.25 * sl * k), (-0.28 * k, 0.25 * k, 1.25 * sl * k),
-                      (0.2 * k, 0.05 * k, 1.45 * sl * k), (-0.2 * k, 0.05 * k, 1.45 * sl * k),
-                      (0, 0.45 * k, 1.35 * sl * k)])
+    snout = np.array(
+        [
+            snout_tip,
+            (0.28 * k, 0.25 * k, 1.25 * sl * k),
+            (-0.28 * k, 0.25 * k, 1.25 * sl * k),
+            (0.2 * k, 0.05 * k, 1.45 * sl * k),
+            (-0.2 * k, 0.05 * k, 1.45 * sl * k),
+            (0, 0.45 * k, 1.35 * sl * k),
+        ]
+    )
     head_pts = np.vstack([skull, snout, crown])
 
     # Ears: discs hinged at their base. Pain rotates them back (about x) and flattens them.
@@ -216,9 +230,9 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
 
     # --- draw order: far ears / body, head, near ears, then surface features
     head_depth = 0.0
-    for centre, normal, w, l, d in ears:
+    for centre, normal, w, length, d in ears:
         if d < head_depth:
-            _ear(s, centre, normal, w, l, coat, dark_coat)
+            _ear(s, centre, normal, w, length, coat, dark_coat)
     if body_depth < head_depth:
         s.poly(body_item[1], _shade(coat, 0.93), None, hull=True)
     s.poly(head_pts, coat, None, hull=True)
@@ -237,9 +251,9 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
         s.items.append(("mask", _region_poly(s, near, 0.06 * k), 0, 0, "forehead_mask"))
     if body_depth >= head_depth:
         s.poly(body_item[1], _shade(coat, 0.93), None, hull=True)
-    for centre, normal, w, l, d in ears:
+    for centre, normal, w, length, d in ears:
         if d >= head_depth:
-            _ear(s, centre, normal, w, l, coat, dark_coat)
+            _ear(s, centre, normal, w, length, coat, dark_coat)
 
     shade_dir = 0.82 if not dark_coat else 1.35
 
@@ -250,8 +264,13 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
         s.disc((0, -0.68 * k, 0.45 * k), fh_n, r, r * 0.6, _shade(coat, 1.06 if not dark_coat else 0.8), "forehead")
         # the head-forehead crease deepens as the angle changes
         if a["forehead"] > 0.02:
-            s.line((-0.25 * k, -0.45 * k, 0.75 * k), (0.25 * k, -0.45 * k, 0.75 * k),
-                   _mix(coat, _shade(coat, shade_dir), min(a["forehead"], 1)), 1.2 * pose.scale / 30, "forehead")
+            s.line(
+                (-0.25 * k, -0.45 * k, 0.75 * k),
+                (0.25 * k, -0.45 * k, 0.75 * k),
+                _mix(coat, _shade(coat, shade_dir), min(a["forehead"], 1)),
+                1.2 * pose.scale / 30,
+                "forehead",
+            )
 
     # cheeks / whisker pads: the cheek bulge grows and casts a rim shadow
     pads = {}
@@ -261,7 +280,9 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
         pads[side] = c
         if s.facing(n) > 0.0:
             r = 0.3 * k * (1 + 0.5 * min(a["cheek"], 1))
-            s.disc(c, n, r * 1.08, r * 0.8, _mix(coat, _shade(coat, shade_dir), 0.35 + 0.45 * min(a["cheek"], 1)), "cheek")
+            s.disc(
+                c, n, r * 1.08, r * 0.8, _mix(coat, _shade(coat, shade_dir), 0.35 + 0.45 * min(a["cheek"], 1)), "cheek"
+            )
             s.disc(c + n * 0.02, n, r * 0.85, r * 0.6, _shade(coat, 1.03 if not dark_coat else 0.9), "cheek")
 
     # nose bridge bulge, then the nose itself (it swells with the nose AU)
@@ -276,7 +297,9 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
         nose_col = (165, 150, 215) if not dark_coat else (95, 90, 120)
         s.disc(snout_tip + (0, 0, 0.02), nose_n, nr, nr * 0.8, nose_col, "nose")
         # mouth: a short dark line under the nose
-        s.line(snout_tip + (0, 0.16 * k, -0.08 * k), snout_tip + (0, 0.26 * k, -0.25 * k), _shade(coat, 0.55), 1.0, None)
+        s.line(
+            snout_tip + (0, 0.16 * k, -0.08 * k), snout_tip + (0, 0.26 * k, -0.25 * k), _shade(coat, 0.55), 1.0, None
+        )
 
     # eyes: the orbital tightening AU narrows the palpebral opening
     eye_info = {}
@@ -293,10 +316,17 @@ def _build_scene(mouse: Mouse, pose: Pose, expr: Expression, neutral_ref: bool =
             s.disc(c, n, w * 1.45, max(h * 1.45, w * 0.55), ring, "orbital")
             s.disc(c + n * 0.01, n, w, max(h, 0.02 * k), (18, 14, 22), "orbital")
             if h > 0.06 * k:
-                s.disc(c + n * 0.03 + (0.03 * side * k, -0.04 * k, 0), n, w * 0.22, w * 0.22, (200, 200, 205), "orbital")
+                s.disc(
+                    c + n * 0.03 + (0.03 * side * k, -0.04 * k, 0), n, w * 0.22, w * 0.22, (200, 200, 205), "orbital"
+                )
             if a["orbital"] > 0.05:  # the squint crease
-                s.line(c + (-0.17 * k, -h - 0.05 * k, 0.02), c + (0.17 * k, -h - 0.05 * k, 0.02),
-                       _mix(coat, _shade(coat, shade_dir * 0.8), min(a["orbital"], 1)), 1.0, "orbital")
+                s.line(
+                    c + (-0.17 * k, -h - 0.05 * k, 0.02),
+                    c + (0.17 * k, -h - 0.05 * k, 0.02),
+                    _mix(coat, _shade(coat, shade_dir * 0.8), min(a["orbital"], 1)),
+                    1.0,
+                    "orbital",
+                )
 
     # whiskers: pulled back and clumped with the whisker AU
     wcol = (230, 232, 235) if dark_coat else (175, 175, 180)
@@ -334,7 +364,15 @@ def _ear(s: _Scene, centre, normal, width, length, coat, dark_coat):
     inner = (170, 165, 220) if not dark_coat else (80, 75, 95)
     s.disc(centre, normal, width, length * 0.75, _shade(coat, 0.97), "ear", up=(0, -1, -0.3))
     if s.facing(normal) > 0.05:
-        s.disc(np.asarray(centre) + _unit(normal) * 0.02, normal, width * 0.62, length * 0.5, inner, "ear", up=(0, -1, -0.3))
+        s.disc(
+            np.asarray(centre) + _unit(normal) * 0.02,
+            normal,
+            width * 0.62,
+            length * 0.5,
+            inner,
+            "ear",
+            up=(0, -1, -0.3),
+        )
 
 
 def render_face(img: np.ndarray, mouse: Mouse, pose: Pose, expr: Expression) -> dict:

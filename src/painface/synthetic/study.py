@@ -16,6 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from painface.errors import PainfaceError
+from painface.files import study_path
 from painface.manifest import write_manifest
 from painface.procs import worker_pool
 from painface.synthetic.recording import DLC_SCORER, SessionSpec, make_mouse, render_session
@@ -64,7 +65,7 @@ def _build(cls, data: dict, where: str):
 
 def load_generate_spec(path: str | Path, **overrides) -> tuple[str, GenerateSpec]:
     """Read and validate a study's ``generate:`` section; overrides replace its keys."""
-    path = Path(path)
+    path = study_path(path)
     if not path.is_file():
         raise StudyError(f"{path}: study file not found")
     doc = yaml.safe_load(path.read_text()) or {}
@@ -73,10 +74,14 @@ def load_generate_spec(path: str | Path, **overrides) -> tuple[str, GenerateSpec
     gen = dict(doc["generate"])
     gen.update({k: v for k, v in overrides.items() if v is not None})
     spec = _build(GenerateSpec, gen, f"{path}: generate")
-    spec.groups = {name: _build(GroupSpec, g or {}, f"{path}: generate.groups.{name}") for name, g in spec.groups.items()}
+    spec.groups = {
+        name: _build(GroupSpec, g or {}, f"{path}: generate.groups.{name}") for name, g in spec.groups.items()
+    }
     for au in spec.au_weights:
         if au not in ACTION_UNITS:
-            raise StudyError(f"{path}: generate.au_weights: unknown action unit '{au}' (known: {', '.join(ACTION_UNITS)})")
+            raise StudyError(
+                f"{path}: generate.au_weights: unknown action unit '{au}' (known: {', '.join(ACTION_UNITS)})"
+            )
     if not spec.groups:
         raise StudyError(f"{path}: generate.groups is empty")
     if spec.crossover and len({(g.n, g.females) for g in spec.groups.values()}) > 1:
@@ -107,13 +112,25 @@ def session_specs(spec: GenerateSpec, mice_per_group: int | None = None, time_sc
             for phase, minutes in (("pre", spec.pre_min * time_scale), ("post", spec.post_min * time_scale)):
                 if minutes <= 0:  # e.g. a pretreatment study filmed only after the injection
                     continue
-                out.append(SessionSpec(
-                    session_id=f"{prefix}_{phase}", mouse=mouse, phase=phase, treatment=group,
-                    seconds=minutes * 60.0, fps=spec.fps, width=spec.width, height=spec.height,
-                    cameras=spec.cameras, timeline=[(k[0] * time_scale, k[1]) for k in g.timeline], zero_fraction=spec.zero_fraction,
-                    signal=spec.signal, au_weights=weights, sensitivity=sensitivity,
-                    seed=int(rng.integers(2**31)),
-                ))
+                out.append(
+                    SessionSpec(
+                        session_id=f"{prefix}_{phase}",
+                        mouse=mouse,
+                        phase=phase,
+                        treatment=group,
+                        seconds=minutes * 60.0,
+                        fps=spec.fps,
+                        width=spec.width,
+                        height=spec.height,
+                        cameras=spec.cameras,
+                        timeline=[(k[0] * time_scale, k[1]) for k in g.timeline],
+                        zero_fraction=spec.zero_fraction,
+                        signal=spec.signal,
+                        au_weights=weights,
+                        sensitivity=sensitivity,
+                        seed=int(rng.integers(2**31)),
+                    )
+                )
     return out
 
 
@@ -122,8 +139,15 @@ def _render_one(args):
     return render_session(spec, out_dir)
 
 
-def generate_study(study_file: str | Path, out_dir: str | Path, workers: int = 1, mice_per_group: int | None = None,
-                   show_progress: bool = True, time_scale: float = 1.0, **overrides) -> Path:
+def generate_study(
+    study_file: str | Path,
+    out_dir: str | Path,
+    workers: int = 1,
+    mice_per_group: int | None = None,
+    show_progress: bool = True,
+    time_scale: float = 1.0,
+    **overrides,
+) -> Path:
     """Render a whole study and write ``manifest.csv``; returns the manifest path.
 
     Sessions whose video and ground truth already exist are skipped, so an interrupted
@@ -134,7 +158,13 @@ def generate_study(study_file: str | Path, out_dir: str | Path, workers: int = 1
     out_dir.mkdir(parents=True, exist_ok=True)
     sessions = session_specs(spec, mice_per_group, time_scale)
     todo = [s for s in sessions if not (out_dir / f"{s.session_id}_truth.parquet").exists()]
-    bar = tqdm(total=len(sessions), desc=f"synth {name}", unit="session", disable=not show_progress, initial=len(sessions) - len(todo))
+    bar = tqdm(
+        total=len(sessions),
+        desc=f"synth {name}",
+        unit="session",
+        disable=not show_progress,
+        initial=len(sessions) - len(todo),
+    )
     if workers > 1 and len(todo) > 1:
         with worker_pool(workers) as pool:
             for _ in pool.map(_render_one, [(s, out_dir) for s in todo]):
@@ -148,12 +178,21 @@ def generate_study(study_file: str | Path, out_dir: str | Path, workers: int = 1
     for s in sessions:
         for cam in range(s.cameras):
             video = out_dir / f"{s.session_id}_cam{cam + 1}.mp4"
-            rows.append({
-                "session_id": s.session_id, "mouse_id": s.mouse.mouse_id, "sex": s.mouse.sex, "strain": s.mouse.strain,
-                "treatment": s.treatment, "phase": s.phase, "camera": f"cam{cam + 1}", "video": str(video),
-                "keypoints": str(out_dir / f"{video.stem}{DLC_SCORER}.h5"),
-                "fps": s.fps, "treatment_time_s": s.treatment_time_s,
-            })
+            rows.append(
+                {
+                    "session_id": s.session_id,
+                    "mouse_id": s.mouse.mouse_id,
+                    "sex": s.mouse.sex,
+                    "strain": s.mouse.strain,
+                    "treatment": s.treatment,
+                    "phase": s.phase,
+                    "camera": f"cam{cam + 1}",
+                    "video": str(video),
+                    "keypoints": str(out_dir / f"{video.stem}{DLC_SCORER}.h5"),
+                    "fps": s.fps,
+                    "treatment_time_s": s.treatment_time_s,
+                }
+            )
     manifest = out_dir / "manifest.csv"
     write_manifest(pd.DataFrame(rows), manifest)
     return manifest

@@ -32,9 +32,9 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from painface.synthetic.study import _build
-
 from painface.errors import PainfaceError
+from painface.files import atomic_write, study_path
+from painface.synthetic.study import _build
 
 
 class TopviewError(PainfaceError):
@@ -45,8 +45,8 @@ class TopviewError(PainfaceError):
 class TopviewGroup:
     n: int = 6
     females: int = 0
-    move_fraction: float = 0.5   # share of seconds spent walking
-    speed_cm_s: float = 8.0      # mean walking speed
+    move_fraction: float = 0.5  # share of seconds spent walking
+    speed_cm_s: float = 8.0  # mean walking speed
 
 
 @dataclass
@@ -66,7 +66,7 @@ class TopviewSpec:
 
 
 def load_topview_spec(path: str | Path, **overrides) -> tuple[str, TopviewSpec]:
-    path = Path(path)
+    path = study_path(path)
     if not path.is_file():
         raise TopviewError(f"{path}: study file not found")
     doc = yaml.safe_load(path.read_text()) or {}
@@ -119,7 +119,9 @@ def render_topview(path: Path, spec: TopviewSpec, track: np.ndarray, rng: np.ran
     x0 = (spec.width - spec.arena_cm * s) / 2
     y0 = (spec.height - spec.arena_cm * s) / 2
     base = np.full((spec.height, spec.width, 3), 6, np.uint8)
-    cv2.rectangle(base, (int(x0), int(y0)), (int(x0 + spec.arena_cm * s), int(y0 + spec.arena_cm * s)), (22, 22, 22), -1)
+    cv2.rectangle(
+        base, (int(x0), int(y0)), (int(x0 + spec.arena_cm * s), int(y0 + spec.arena_cm * s)), (22, 22, 22), -1
+    )
     coat = tuple(int(c) for c in rng.uniform(215, 240, 3))
     body = (int(round(4.5 * s)), int(round(2.0 * s)))  # half-axes: a 9 x 4 cm body
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
@@ -132,15 +134,25 @@ def render_topview(path: Path, spec: TopviewSpec, track: np.ndarray, rng: np.ran
         d = np.array([np.cos(h), np.sin(h)])
         tail_start = c - d * 4.3 * s
         tail_end = tail_start - (d * 0.8 + np.array([-d[1], d[0]]) * 0.3) * 7.0 * s
-        cv2.line(frame, tuple(int(v) for v in tail_start), tuple(int(v) for v in tail_end), (170, 160, 190),
-                 max(1, int(round(0.35 * s))), cv2.LINE_AA)
-        cv2.ellipse(frame, (int(round(c[0])), int(round(c[1]))), body, float(np.degrees(h)), 0, 360, coat, -1, cv2.LINE_AA)
+        cv2.line(
+            frame,
+            tuple(int(v) for v in tail_start),
+            tuple(int(v) for v in tail_end),
+            (170, 160, 190),
+            max(1, int(round(0.35 * s))),
+            cv2.LINE_AA,
+        )
+        cv2.ellipse(
+            frame, (int(round(c[0])), int(round(c[1]))), body, float(np.degrees(h)), 0, 360, coat, -1, cv2.LINE_AA
+        )
         writer.write(frame)
     writer.release()
     os.replace(tmp, path)
 
 
-def generate_topview_study(study_file: str | Path, out_dir: str | Path, show_progress: bool = True, **overrides) -> Path:
+def generate_topview_study(
+    study_file: str | Path, out_dir: str | Path, show_progress: bool = True, **overrides
+) -> Path:
     """Render every animal of a top-view study; writes ``animals.csv`` (video, animal, sex,
     group), the true track per animal and ``truth_per_second.csv``. Returns ``animals.csv``.
     Animals already rendered are skipped."""
@@ -156,16 +168,17 @@ def generate_topview_study(study_file: str | Path, out_dir: str | Path, show_pro
         video = out / f"{animal}_top.mp4"
         if not video.exists():
             render_topview(video, spec, track, rng)
-        rows.append({"video": video.name, "animal": animal, "sex": "female" if i >= g.n - g.females else "male",
-                     "group": group})
+        rows.append(
+            {"video": video.name, "animal": animal, "sex": "female" if i >= g.n - g.females else "male", "group": group}
+        )
         step = np.r_[0.0, np.linalg.norm(np.diff(track[:, :2], axis=0), axis=1)]
-        second = (np.arange(len(track)) // int(round(spec.fps)))
+        second = np.arange(len(track)) // int(round(spec.fps))
         per_s = pd.DataFrame({"second": second, "distance_cm": step}).groupby("second")["distance_cm"].sum()
-        truth.append(pd.DataFrame({"animal": animal, "group": group, "second": per_s.index,
-                                   "distance_cm": per_s.to_numpy()}))
+        truth.append(
+            pd.DataFrame({"animal": animal, "group": group, "second": per_s.index, "distance_cm": per_s.to_numpy()})
+        )
     pd.concat(truth).to_csv(out / "truth_per_second.csv", index=False)
-    table = out / "animals.csv"
-    pd.DataFrame(rows).to_csv(table.with_name("animals.csv.tmp"), index=False)
-    os.replace(table.with_name("animals.csv.tmp"), table)
+    with atomic_write(out / "animals.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
     (out / "scale.txt").write_text(f"cm_per_pixel {1 / spec.px_per_cm:.6f}\n")
-    return table
+    return out / "animals.csv"
