@@ -7,6 +7,7 @@ strong signal) through the real path: render -> DLC files -> extract.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,26 @@ def analysis_study_file(tmp_path, **change):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def lab_folder(manifest: Path, dest: Path) -> Path:
+    """The synthetic study as a lab has it: renamed videos, DeepLabCut-named keypoints, an
+    animals.xlsx, and no manifest or ground truth."""
+    import pandas as pd
+
+    from painface.manifest import read_manifest
+
+    m = read_manifest(manifest)
+    (dest / "videos").mkdir(parents=True)
+    (dest / "keypoints").mkdir()
+    for _, r in m.iterrows():
+        stem = f"{r.mouse_id}_{r.phase}_{r.camera}"
+        shutil.copyfile(r.video, dest / "videos" / f"{stem}.mp4")
+        shutil.copyfile(r.keypoints, dest / "keypoints" / f"{stem}DLC_resnet50_faceNov4shuffle1_100000.h5")
+    animals = m.drop_duplicates("mouse_id")[["mouse_id", "sex", "strain", "treatment"]]
+    animals = pd.concat(
+        [animals, pd.DataFrame([{"mouse_id": "never_filmed", "sex": "male", "strain": "BALB/c", "treatment": "ac"}])]
+    )
+    animals.to_excel(dest / "animals.xlsx", index=False)
+    (dest / "videos" / "notes_about_day1.mp4").write_bytes(b"")  # not a recording: reported, not used
+    return dest

@@ -522,6 +522,30 @@ def test_command_line_conventions():
     assert r.returncode == 0 and "(default: 2)" in r.stdout  # defaults shown
 
 
+def test_every_sub_command_help_shows_every_default():
+    import argparse
+
+    from painface.cli import build_parser
+
+    def walk(parser, name):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs:
+            for key, sub in subs[0].choices.items():
+                yield from walk(sub, f"{name} {key}")
+        else:
+            yield name, parser
+
+    checked = 0
+    for name, parser in walk(build_parser(), "painface"):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and action.help:
+                shown = action.default if not isinstance(action.default, list) else action.default
+                assert f"(default: {shown})" in text, f"{name} {action.option_strings[0]}: default not in --help"
+                checked += 1
+    assert checked > 30  # the commands have about 35 options with defaults
+
+
 def test_score_query_leaves_blurred_crops_out(ckpt, store, tmp_path):
     from painface.store import read_index
 

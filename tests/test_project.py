@@ -69,25 +69,6 @@ def checkpoint(store, tmp_path_factory):
     return next((out / "checkpoints").glob("epoch*.ckpt"))
 
 
-def _lab_folder(manifest: Path, dest: Path) -> Path:
-    """The synthetic study as a lab has it: renamed videos, DeepLabCut-named keypoints, an
-    animals.xlsx, and no manifest or ground truth."""
-    m = read_manifest(manifest)
-    (dest / "videos").mkdir(parents=True)
-    (dest / "keypoints").mkdir()
-    for _, r in m.iterrows():
-        stem = f"{r.mouse_id}_{r.phase}_{r.camera}"
-        shutil.copyfile(r.video, dest / "videos" / f"{stem}.mp4")
-        shutil.copyfile(r.keypoints, dest / "keypoints" / f"{stem}DLC_resnet50_faceNov4shuffle1_100000.h5")
-    animals = m.drop_duplicates("mouse_id")[["mouse_id", "sex", "strain", "treatment"]]
-    animals = pd.concat(
-        [animals, pd.DataFrame([{"mouse_id": "never_filmed", "sex": "male", "strain": "BALB/c", "treatment": "ac"}])]
-    )
-    animals.to_excel(dest / "animals.xlsx", index=False)
-    (dest / "videos" / "notes_about_day1.mp4").write_bytes(b"")  # not a recording: reported, not used
-    return dest
-
-
 def _configure(project: Path, checkpoint: Path, **extract) -> None:
     doc = yaml.safe_load((project / "painface.yaml").read_text())
     doc["animals"] = "animals.xlsx"

@@ -27,3 +27,11 @@ def test_annotated_video_draws_boxes_on_face_frames(store, manifest, tmp_path):
     redness = edge[:, 2].astype(int) - edge[:, 0].astype(int)
     assert redness.mean() > 60, "no pain-coloured box edge"
     assert np.abs(a.astype(int) - b.astype(int)).sum() > 0
+    # H.264 in an MP4, as browsers play it (OpenCV's own writer can only make mp4v)
+    import imageio_ffmpeg
+
+    frames = imageio_ffmpeg.read_frames(str(out))
+    meta = next(frames)
+    frames.close()
+    assert meta["codec"] == "h264", meta
+    assert not list(tmp_path.glob(".tmp-*"))

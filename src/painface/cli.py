@@ -285,7 +285,11 @@ def _mgs_compare(args):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error; the full usage is one ``-h`` away."""
+    """argparse with a one-line error and defaults in the help; the full usage is one ``-h`` away."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
@@ -573,7 +577,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("contact-sheet", help="render pain / no-pain faces of both coats across poses")
     s.add_argument("--out", default="docs/contact_sheet.png")
     s.set_defaults(func=_contact_sheet)
+    _describe_defaults(p)
     return p
+
+
+def _describe_defaults(parser: argparse.ArgumentParser) -> None:
+    """argparse prints a default only beside help text: give every option that has a
+    default at least "(default: ...)", so each sub-command's --help shows all of them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _describe_defaults(sub)
+        elif (
+            action.help is None
+            and action.option_strings
+            and action.default not in (None, False)
+            and action.default is not argparse.SUPPRESS
+        ):
+            action.help = "(default: %(default)s)"
 
 
 _OVERRIDE = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)=(.*)$")
