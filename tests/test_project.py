@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from painface.manifest import read_manifest
+from tests.conftest import lab_folder as _lab_folder
 from tests.conftest import shared_data
 
 PAINFACE = [sys.executable, "-m", "painface"]
