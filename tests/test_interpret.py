@@ -439,3 +439,13 @@ def test_tiny_and_truncated_images_are_refused_naming_them(ckpt, tmp_path, capsy
         assert len(err) == 1 and name in err[0], err
         assert ("too small" in err[0]) if name == "tiny.png" else ("truncated" in err[0])
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_a_missing_optional_extra_names_what_to_install(monkeypatch):
+    import sys
+
+    from painface.interpret import InterpretError, embed_2d
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
+    with pytest.raises(InterpretError, match=r"pip install 'painface\[umap\]'"):
+        embed_2d(np.random.default_rng(0).random((20, 5)), "umap")
