@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU machines: torch/torchvision from the local wheel cache (see README); elsewhere any torch>=2.2 works
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install -q "torch>=2.2" "torchvision>=0.17"
-	$(BIN)/pip install -q -e ".[dev,dlc,umap,optuna]"
+	$(BIN)/pip install -q -e ".[dev,dlc,umap,optuna,slurm]"
 	touch $(STAMP)
 
 demo: $(STAMP)

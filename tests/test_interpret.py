@@ -384,7 +384,7 @@ def test_predict_py_scores_every_crop_through_the_real_command_line(ckpt, store,
 def test_score_with_the_runs_temperature(ckpt, store):
     import json
 
-    from painface.predict import PredictionError, score
+    from painface.predict import score
 
     raw = score(ckpt, store=store, query="mouse_id == mouse_id", accelerator="cpu").set_index("crop_id")["p_pain"]
     scaled = score(ckpt, store=store, temperature="auto", accelerator="cpu").set_index("crop_id")["p_pain"]
@@ -392,7 +392,9 @@ def test_score_with_the_runs_temperature(ckpt, store):
     p = raw.clip(1e-7, 1 - 1e-7)
     expected = 1 / (1 + ((1 - p) / p) ** (1 / t))  # odds raised to 1/T
     assert np.allclose(scaled.loc[raw.index], expected, atol=1e-6)
-    with pytest.raises(PredictionError, match="calibration.json"):
+    from painface.calibration import CalibrationError
+
+    with pytest.raises(CalibrationError, match="calibration.json"):
         score(ckpt.parent.parent.parent / "elsewhere.ckpt", store=store, temperature="auto")
 
 

@@ -88,7 +88,9 @@ def _extract(args):
         workers=args.workers,
         bodypart_map=_bodypart_map(args.bodypart_map),
     )
-    summary, errors = extract(args.manifest, args.store, cfg)
+    from painface.cluster import from_args
+
+    summary, errors = extract(args.manifest, args.store, cfg, cluster=from_args(args))
     print(format_summary(summary))
     for e in errors:
         print(f"painface extract: error: {e}", file=sys.stderr)
@@ -297,6 +299,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from painface import __version__
+    from painface.cluster import add_cluster_options
 
     p = _Parser(
         prog="painface", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -374,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jpeg-quality", type=int, default=92)
     s.add_argument("--workers", type=int, default=2, help="videos processed in parallel")
     s.add_argument("--bodypart-map", nargs="*", help="e.g. nose=snout right_eye=reye left_eye=leye")
+    add_cluster_options(s)
     s.set_defaults(func=_extract)
 
     s = sub.add_parser("store", help="inspect a crop store")

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from painface import defaults
 from painface import store as st
+from painface.cluster import ClusterConfig, map_on_slurm
 from painface.crops import RULE_SKIP, crop_box, crop_rules, crop_size_for, cut, sharpness
 from painface.errors import PainfaceError
 from painface.keypoints import FACE_POINTS, KeypointError, face_points, read_dlc
@@ -179,21 +180,30 @@ def _work(args):
         }, f"{row['video']}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
 
 
+def _work_chunk(chunk: list) -> list:
+    """One SLURM array task: its videos, one after the other."""
+    return [_work(j) for j in chunk]
+
+
 def extract(
-    manifest: str | Path, store_root: str | Path, cfg: ExtractConfig | None = None, show_progress: bool = True
+    manifest: str | Path,
+    store_root: str | Path,
+    cfg: ExtractConfig | None = None,
+    show_progress: bool = True,
+    cluster: ClusterConfig | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Extract every video of a manifest; returns (summary table, error lines).
 
     Finished videos are skipped. A bad video fails alone; its error is returned and
-    the others still finish.
+    the others still finish. ``cluster``: run the videos as a SLURM job array instead.
     """
     cfg = cfg or ExtractConfig()
     rows = read_manifest(manifest).to_dict("records")
     with st.writer_lock(store_root):
-        return _extract_locked(rows, store_root, cfg, show_progress)
+        return _extract_locked(rows, store_root, cfg, show_progress, cluster)
 
 
-def _extract_locked(rows, store_root, cfg: ExtractConfig, show_progress: bool):
+def _extract_locked(rows, store_root, cfg: ExtractConfig, show_progress: bool, cluster: ClusterConfig | None = None):
     root = st.create_store(store_root, cfg.crop_size, cfg.image_format, cfg.jpeg_quality, cfg.recorded())
     meta = st.store_meta(root)
     if meta.get("crop_size") != cfg.crop_size:
@@ -215,7 +225,25 @@ def _extract_locked(rows, store_root, cfg: ExtractConfig, show_progress: bool):
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="extract", unit="video", disable=not show_progress)
     jobs = [(r, str(root), cfg) for r in todo]
     try:
-        if cfg.workers > 1 and len(jobs) > 1:
+        if cluster is not None and cluster.remote:
+            bar.close()
+            results = map_on_slurm(
+                _work_chunk,
+                jobs,
+                cluster,
+                Path(cluster.folder or root / ".submitit"),
+                "extract",
+                show_progress=show_progress,
+            )
+            for chunk, result in zip(
+                [jobs[i : i + cluster.videos_per_task] for i in range(0, len(jobs), cluster.videos_per_task)], results
+            ):
+                if isinstance(result, Exception):
+                    names = ", ".join(str(j[0]["video"]) for j in chunk)
+                    errors.append(f"{names}: {result}; re-run to extract it")
+                else:
+                    errors += [err for _, err in result if err]
+        elif cfg.workers > 1 and len(jobs) > 1:
             with worker_pool(cfg.workers) as pool:
                 for fut in as_completed([pool.submit(_work, j) for j in jobs]):
                     _, err = fut.result()

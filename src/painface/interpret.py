@@ -138,8 +138,9 @@ def embed_2d(x: np.ndarray, method: str = "umap", seed: int = 0, n_pca: int = 50
         try:
             import umap
         except ImportError:
-            raise InterpretError("--embedding umap needs umap-learn: pip install 'painface[umap]' "
-                                 "(or use --embedding tsne)") from None
+            raise InterpretError(
+                "--embedding umap needs umap-learn: pip install 'painface[umap]' (or use --embedding tsne)"
+            ) from None
 
         return umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(z) - 1)).fit_transform(z)
     if method == "tsne":

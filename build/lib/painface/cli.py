@@ -88,7 +88,9 @@ def _extract(args):
         workers=args.workers,
         bodypart_map=_bodypart_map(args.bodypart_map),
     )
-    summary, errors = extract(args.manifest, args.store, cfg)
+    from painface.cluster import from_args
+
+    summary, errors = extract(args.manifest, args.store, cfg, cluster=from_args(args))
     print(format_summary(summary))
     for e in errors:
         print(f"painface extract: error: {e}", file=sys.stderr)
@@ -285,7 +287,11 @@ def _mgs_compare(args):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error; the full usage is one ``-h`` away."""
+    """argparse with a one-line error and defaults in the help; the full usage is one ``-h`` away."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
@@ -293,6 +299,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from painface import __version__
+    from painface.cluster import add_cluster_options
 
     p = _Parser(
         prog="painface", description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -370,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jpeg-quality", type=int, default=92)
     s.add_argument("--workers", type=int, default=2, help="videos processed in parallel")
     s.add_argument("--bodypart-map", nargs="*", help="e.g. nose=snout right_eye=reye left_eye=leye")
+    add_cluster_options(s)
     s.set_defaults(func=_extract)
 
     s = sub.add_parser("store", help="inspect a crop store")
@@ -573,7 +581,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("contact-sheet", help="render pain / no-pain faces of both coats across poses")
     s.add_argument("--out", default="docs/contact_sheet.png")
     s.set_defaults(func=_contact_sheet)
+    _describe_defaults(p)
     return p
+
+
+def _describe_defaults(parser: argparse.ArgumentParser) -> None:
+    """argparse prints a default only beside help text: give every option that has a
+    default at least "(default: ...)", so each sub-command's --help shows all of them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _describe_defaults(sub)
+        elif (
+            action.help is None
+            and action.option_strings
+            and action.default not in (None, False)
+            and action.default is not argparse.SUPPRESS
+        ):
+            action.help = "(default: %(default)s)"
 
 
 _OVERRIDE = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)=(.*)$")

@@ -45,7 +45,7 @@ def hydra_main(config_name: str, argv: list[str] | None = None):
     # Hydra names the run's log after the job; keep train.log / eval.log / predict.log
     args = list(sys.argv[1:] if argv is None else argv)
     if not any(a.startswith("hydra.job.name=") for a in args):
-        args = [f"hydra.job.name={config_name}", *args]
+        args = [*args, f"hydra.job.name={config_name}"]  # last: options such as --config-dir come first
 
     @hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)
     def main(cfg: DictConfig):

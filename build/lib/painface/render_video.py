@@ -13,10 +13,11 @@ from tqdm import tqdm
 
 from painface import defaults
 from painface.errors import PainfaceError
+from painface.files import temporary_name
 from painface.predictions import read_predictions
 from painface.scoring import is_pain
 from painface.store import read_index
-from painface.video import open_video
+from painface.video import H264Writer, open_video
 
 POINT_COLOURS = {"nose": (80, 220, 80), "right_eye": (60, 60, 255), "left_eye": (255, 120, 60)}
 
@@ -43,8 +44,8 @@ def render_annotated(
     called.loc[pred.index[pred.index < n]] = is_pain(pred[pred.index < n]).astype(float).to_numpy()
     running = called.rolling(int(max(window_s * fps, 1)), min_periods=1).mean().to_numpy()
     out = Path(out)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    tmp = temporary_name(out)
+    writer = H264Writer(tmp, fps, (w, h))
     scale = max(h / 480, 0.8)
     for i in tqdm(range(n), desc=f"render {session_id}/{camera}", unit="frame"):
         ok, frame = cap.read()
