@@ -164,15 +164,21 @@ def _completed(name: str, since: str, want: int) -> int:
     return out.count(f"{name}|COMPLETED")
 
 
-def test_two_srun_tasks_count_every_test_image_once(slurm, store, tmp_path):
-    """Lightning's SLURM environment: srun starts 2 gloo ranks; the synced confusion counts
-    equal one process's counts on the same data (DistributedSampler pads an odd count by one)."""
+@pytest.fixture(scope="module")
+def ckpt(store, tmp_path_factory):
     from painface.entry import compose_config
-    from painface.store import read_index
     from painface.training import train
 
-    train(compose_config("train", [*_fast_overrides(store, tmp_path), f"paths.output_dir={tmp_path / 'model'}"]))
-    ckpt = next((tmp_path / "model" / "checkpoints").glob("epoch*.ckpt"))
+    tmp = tmp_path_factory.mktemp("model")
+    train(compose_config("train", [*_fast_overrides(store, tmp), f"paths.output_dir={tmp}"]))
+    return next((tmp / "checkpoints").glob("epoch*.ckpt"))
+
+
+def test_two_srun_tasks_count_every_test_image_once(slurm, store, ckpt, tmp_path):
+    """Lightning's SLURM environment: srun starts 2 gloo ranks; the synced confusion counts
+    equal one process's counts on the same data (DistributedSampler pads an odd count by one)."""
+    from painface.store import read_index
+
     common = [
         f"ckpt_path={ckpt}",
         "data=store",
@@ -235,3 +241,42 @@ def test_two_srun_tasks_count_every_test_image_once(slurm, store, tmp_path):
     if n % 2 == 0:
         assert all(one[f"test/confmat_{c}"] == two[f"test/confmat_{c}"] for c in cells)
     assert "[rank: 1]" in (tmp_path / "ddp.out").read_text()  # two ranks, from SLURM's environment
+
+
+def test_painface_run_on_slurm_equals_the_local_run(slurm, manifest, ckpt, tmp_path):
+    import yaml
+
+    from painface.pipeline import run_project
+    from tests.conftest import lab_folder
+
+    results = {}
+    for executor in ("local", "slurm"):
+        project = lab_folder(manifest, tmp_path / executor / "study")
+        subprocess.run(
+            [sys.executable, "-m", "painface", "init", str(project), "--pattern", "{mouse_id}_{phase}_{camera}.mp4"],
+            check=True,
+            capture_output=True,
+        )
+        doc = yaml.safe_load((project / "painface.yaml").read_text())
+        doc.update(
+            animals="animals.xlsx",
+            analysis={
+                "group_column": "treatment",
+                "control": "ac",
+                "order": ["ac", "b6"],
+                "windows": {"post": [0, 1]},
+                "summary_window": "post",
+            },
+        )
+        doc["model"]["checkpoint"] = str(ckpt)
+        doc["extract"].update(crop_size=64, workers=2)
+        doc["cluster"].update(executor=executor, cpus_per_task=1, mem_gb=2, time_min=20, videos_per_task=8)
+        (project / "painface.yaml").write_text(yaml.safe_dump(doc))
+        run_project(project, show_progress=False)
+        results[executor] = project
+    assert _parts(results["local"] / "store") == _parts(results["slurm"] / "store")
+    for name in ("per_minute.csv", "per_animal.csv", "statistics.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(results["local"] / "results" / name), pd.read_csv(results["slurm"] / "results" / name)
+        )
+    assert list((results["slurm"] / "predictions" / ".submitit").iterdir())  # scoring ran as a SLURM job

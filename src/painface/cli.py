@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import sys
+from pathlib import Path
 
 from painface import defaults, errors
 
@@ -128,6 +129,7 @@ def _keypoints(args):
                 shuffle=args.shuffle,
                 analysis_height=args.analysis_height,
                 device=args.device,
+                cluster=_cluster(args),
             )
         )
     )
@@ -162,9 +164,35 @@ def _model_export(args):
     print(f"exported {export_model(args.run, args.out)}")
 
 
+def _cluster(args):
+    from painface.cluster import from_args
+
+    return from_args(args)
+
+
 def _score(args):
     from painface.predict import score
 
+    cluster = _cluster(args)
+    if cluster.remote:  # the whole store in one job (on a GPU node with --gpus-per-task 1)
+        from painface.cluster import run_on_slurm
+
+        run_on_slurm(
+            score,
+            cluster,
+            Path(args.out).parent / ".submitit",
+            "score",
+            args.ckpt_path,
+            store=args.store,
+            images=args.images,
+            out=args.out,
+            batch_size=args.batch_size,
+            accelerator=args.accelerator,
+            temperature=args.temperature,
+            query=args.query,
+        )
+        print(f"predictions: {args.out}")
+        return
     pred = score(
         args.ckpt_path,
         store=args.store,
@@ -402,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shuffle", type=int, default=1)
     s.add_argument("--analysis-height", type=int, default=720, help="downscale to this many rows first (paper: 720)")
     s.add_argument("--device", default="auto", help="auto: the GPU when there is one, else cpu")
+    add_cluster_options(s)
     s.set_defaults(func=_keypoints)
 
     s = sub.add_parser("dlc", help="DeepLabCut face model: relocate a project, train offline")
@@ -441,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help='score only these crops, e.g. "sharpness >= 50" (left-out frames count as skipped per minute)',
     )
+    add_cluster_options(s)
     s.set_defaults(func=_score)
 
     s = sub.add_parser("model", help="portable models: export a run's checkpoint as safetensors + config + model card")

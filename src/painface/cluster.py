@@ -11,7 +11,7 @@ collects each task's result or the reason it did not finish.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -34,7 +34,7 @@ class ClusterConfig:
     array_parallelism: int = 64  # tasks running at once
     videos_per_task: int = 1
     folder: str | None = None  # submitit's scripts and logs (default: beside the output)
-    setup: tuple = ()  # shell lines run before each task, e.g. "module load cuda"
+    setup: list = field(default_factory=list)  # shell lines run before each task, e.g. "module load cuda"
 
     def __post_init__(self):
         if self.executor not in ("local", "slurm"):
@@ -54,7 +54,7 @@ def add_cluster_options(parser) -> None:
     """The same options on every command that can run on the cluster."""
     g = parser.add_argument_group("cluster (SLURM, through submitit)")
     g.add_argument("--executor", default="local", choices=("local", "slurm"), help="where the per-video work runs")
-    g.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    g.add_argument("--partition", default=None, help="SLURM partition (none: the cluster's default)")
     g.add_argument("--time-min", type=int, default=120, help="time limit per task, minutes")
     g.add_argument("--mem-gb", type=float, default=8, help="memory per task")
     g.add_argument("--cpus-per-task", type=int, default=2, help="CPUs per task")
@@ -141,6 +141,19 @@ def map_on_slurm(
     finally:
         bar.close()
     return results
+
+
+def run_on_slurm(fn, cfg: ClusterConfig, folder: Path, name: str, *args, **kwargs):
+    """``fn(*args, **kwargs)`` as one SLURM job; its result, or a one-line error."""
+    folder.mkdir(parents=True, exist_ok=True)
+    job = executor(cfg, folder, name).submit(fn, *args, **kwargs)
+    print(f"{name}: SLURM job {job.job_id}, logs in {folder}", flush=True)
+    try:
+        return job.result()
+    except PainfaceError:
+        raise
+    except Exception as exc:
+        raise ClusterError(f"SLURM job {job.job_id} ({job.state}): {str(exc).strip().splitlines()[-1]}") from None
 
 
 def describe(cfg: ClusterConfig) -> dict:

@@ -238,29 +238,59 @@ def add_keypoints(
     shuffle: int = 1,
     analysis_height: int = 720,
     device: str = "auto",
+    cluster=None,
+    show_progress: bool = True,
 ) -> Path:
     """Analyze every video lacking keypoints; write ``out/manifest.csv`` pointing at the results.
 
     Videos taller than ``analysis_height`` are analysed on a 16:9-preserving downscaled
-    copy (the paper analysed 4K video at 1280x720), then scaled back.
+    copy (the paper analysed 4K video at 1280x720), then scaled back. ``cluster``
+    (a ``ClusterConfig`` with executor slurm): one SLURM array task per video (or chunk).
     """
     df = read_manifest(manifest)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for i in tqdm(range(len(df)), desc="DeepLabCut", unit="video"):
-        if not pd.isna(df.at[i, "keypoints"]):
-            continue
+    todo = []
+    for i in range(len(df)):
+        if pd.isna(df.at[i, "keypoints"]):
+            cap = cv2.VideoCapture(df.at[i, "video"])
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            cap.release()
+            size = (int(round(w * analysis_height / h)), analysis_height) if h > analysis_height else None
+            todo.append((i, (str(config), df.at[i, "video"], str(out), shuffle, size, device)))
+    if cluster is not None and cluster.remote:
+        from painface.cluster import map_on_slurm
 
-        cap = cv2.VideoCapture(df.at[i, "video"])
-        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        cap.release()
-        size = (int(round(w * analysis_height / h)), analysis_height) if h > analysis_height else None
-        df.at[i, "keypoints"] = str(
-            analyze_video(config, df.at[i, "video"], out, shuffle=shuffle, analysis_size=size, device=device)
+        results = map_on_slurm(
+            _analyze_chunk,
+            [job for _, job in todo],
+            cluster,
+            Path(cluster.folder or out / ".submitit"),
+            "keypoints",
+            show_progress,
         )
+        done = dict(pair for r in results if not isinstance(r, Exception) for pair in r)  # video -> keypoints
+        failed = [str(r) for r in results if isinstance(r, Exception)]
+        for i, job in todo:
+            if job[1] in done:
+                df.at[i, "keypoints"] = done[job[1]]
+        write_manifest(df, out / "manifest.csv")  # what finished is kept: a re-run does the rest
+        if failed:
+            raise DLCError("DeepLabCut on SLURM: " + "; ".join(failed) + "; re-run to finish the rest")
+    else:
+        for i, job in tqdm(todo, desc="DeepLabCut", unit="video", disable=not show_progress):
+            df.at[i, "keypoints"] = _analyze_chunk([job])[0][1]
     target = out / "manifest.csv"
     write_manifest(df, target)
     return target
+
+
+def _analyze_chunk(chunk: list) -> list[tuple[str, str]]:
+    """(video, keypoint file) for each job of one task."""
+    return [
+        (video, str(analyze_video(config, video, out, shuffle=shuffle, analysis_size=size, device=device)))
+        for config, video, out, shuffle, size, device in chunk
+    ]
 
 
 def _device(device: str) -> str:

@@ -190,6 +190,8 @@ class KeypointsStage(Stage):
             shuffle=k.shuffle,
             analysis_height=k.analysis_height,
             device=k.device,
+            cluster=spec.cluster,
+            show_progress=show_progress,
         )
         build_manifest(root)  # now with the new keypoint files
 
@@ -219,7 +221,7 @@ class ExtractStage(Stage):
         if store.exists() and (not started.exists() or started.read_text() != fingerprint):
             shutil.rmtree(store)
         write_text(started, fingerprint)
-        _, errors = extract(root / "manifest.csv", store, cfg, show_progress=show_progress)
+        _, errors = extract(root / "manifest.csv", store, cfg, show_progress=show_progress, cluster=spec.cluster)
         if errors:
             raise PipelineError("extract: " + "; ".join(errors))
 
@@ -289,13 +291,20 @@ class ScoreStage(Stage):
     def run(self, root, spec, show_progress, fingerprint):
         from painface.predict import score
 
-        score(
-            checkpoint_of(root, spec),
+        kwargs = dict(
             store=root / "store",
             out=root / "predictions" / "predictions.parquet",
             batch_size=spec.model.batch_size,
             temperature=spec.model.temperature,
         )
+        if spec.cluster.remote:  # the whole store in one job (a GPU node with cluster.gpus_per_task: 1)
+            from painface.cluster import run_on_slurm
+
+            run_on_slurm(
+                score, spec.cluster, root / "predictions" / ".submitit", "score", checkpoint_of(root, spec), **kwargs
+            )
+        else:
+            score(checkpoint_of(root, spec), **kwargs)
 
 
 class AnalyzeStage(Stage):

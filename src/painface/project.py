@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from painface import defaults
+from painface.cluster import ClusterConfig
 from painface.errors import PainfaceError
 from painface.files import write_text
 
@@ -82,6 +83,8 @@ class ProjectSpec:
     keypoints: KeypointsSection = field(default_factory=KeypointsSection)
     extract: ExtractSection = field(default_factory=ExtractSection)
     model: ModelSection = field(default_factory=ModelSection)
+    # where keypoints, extract and score run: executor local, or slurm (a job array per stage)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     analysis: dict = field(
         default_factory=lambda: {
             "group_column": "treatment",
@@ -94,7 +97,13 @@ class ProjectSpec:
     )
 
 
-SECTIONS = {"videos": VideosSection, "keypoints": KeypointsSection, "extract": ExtractSection, "model": ModelSection}
+SECTIONS = {
+    "videos": VideosSection,
+    "keypoints": KeypointsSection,
+    "extract": ExtractSection,
+    "model": ModelSection,
+    "cluster": ClusterConfig,
+}
 
 TEMPLATE_HEADER = """\
 # painface project (painface init). Every key is checked when the project loads; an
