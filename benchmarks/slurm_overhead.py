@@ -22,8 +22,10 @@ def main() -> None:
     args = p.parse_args()
     import submitit
 
-    out = {"machine": f"{platform.node()} ({platform.machine()}, {subprocess.getoutput('nproc')} CPUs)",
-           "slurm": subprocess.getoutput("sinfo --version")}
+    out = {
+        "machine": f"{platform.node()} ({platform.machine()}, {subprocess.getoutput('nproc')} CPUs)",
+        "slurm": subprocess.getoutput("sinfo --version"),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         sb = []
         for _ in range(args.n):
@@ -37,9 +39,14 @@ def main() -> None:
             t0 = time.perf_counter()
             ex.submit(nothing).result()
             st.append(time.perf_counter() - t0)
-    out["sbatch --wait, trivial job (s)"] = {"median": round(statistics.median(sb), 2), "all": [round(x, 2) for x in sb]}
-    out["submitit job, trivial function (s)"] = {"median": round(statistics.median(st), 2),
-                                                "all": [round(x, 2) for x in st]}
+    out["sbatch --wait, trivial job (s)"] = {
+        "median": round(statistics.median(sb), 2),
+        "all": [round(x, 2) for x in sb],
+    }
+    out["submitit job, trivial function (s)"] = {
+        "median": round(statistics.median(st), 2),
+        "all": [round(x, 2) for x in st],
+    }
     print(json.dumps(out, indent=2))
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -53,10 +54,17 @@ def test_unreadable_project_names_the_file(tmp_path):
         read_project(placeholder)
 
 
-@pytest.mark.slow
-def test_train_offline_analyze_downscaled_and_crop(project, clip, tmp_path):
+@pytest.fixture(scope="module")
+def trained(project):
+    """A DeepLabCut model trained offline for 2 epochs (cspnext_s, 256 px, no augmentation)."""
     result = train_face_model(project, net_type="cspnext_s", epochs=2, batch_size=8, augment=False, image_size=256)
     assert result["snapshots"], "train_network wrote no snapshot"
+    return project
+
+
+@pytest.mark.slow
+def test_train_offline_analyze_downscaled_and_crop(trained, clip, tmp_path):
+    project = trained
     h5 = analyze_video(project, clip, tmp_path / "kp", analysis_size=(320, 240))
     scale = json.loads(next((tmp_path / "kp").glob("*_scale.json")).read_text())
     assert scale["scale_x"] == pytest.approx(2.0) and scale["scale_y"] == pytest.approx(2.0)
@@ -145,3 +153,100 @@ def test_relocate_edits_the_project_with_deeplabcuts_own_writer(project):
     # the one labelled video, with its frames' real size (the shipped file had a placeholder key)
     assert cfg["video_sets"] == {str(project.parent / "videos" / "m4s1.mp4"): {"crop": "0, 640, 0, 480"}}
     assert "# Project path (change when moving around)" in text  # the file keeps its comments
+
+
+OPENFIELD_MAP = {"nose": "snout", "right_eye": "rightear", "left_eye": "leftear"}
+
+
+def _manifest_for(video, tmp_path, keypoints=None):
+    path = tmp_path / f"manifest_{Path(video).stem}.csv"
+    row = {
+        "session_id": "m3v1",
+        "mouse_id": "m3",
+        "sex": "male",
+        "strain": "C57BL/6",
+        "treatment": "none",
+        "phase": "pre",
+        "camera": "top",
+        "video": str(video),
+        "keypoints": keypoints,
+        "fps": 30,
+        "treatment_time_s": 0,
+    }
+    write_manifest(pd.DataFrame([row]), path)
+    return path
+
+
+@pytest.mark.slow
+def test_one_pass_equals_analyze_videos_on_a_lossless_copy(trained, clip, tmp_path):
+    """Decode once, DeepLabCut in memory, crop: the keypoints equal analyze_videos' on a
+    lossless copy of the same downscaled frames, and the store holds the same crops."""
+    from painface.dlc import extract_onepass
+
+    cap = cv2.VideoCapture(str(clip))
+    lossless = tmp_path / "m3v1_small.avi"
+    writer = cv2.VideoWriter(str(lossless), cv2.VideoWriter_fourcc(*"FFV1"), 30, (320, 240))
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        writer.write(cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA))  # as the one-pass path does
+    writer.release()
+    ref = pd.read_hdf(analyze_video(trained, lossless, tmp_path / "ref", analysis_size=None), "df_with_missing")
+    # a 2-epoch model is unsure: a threshold at the median of what the rules test (nose and
+    # the better eye) splits the frames into cropped and skipped
+    like = ref.xs("likelihood", axis=1, level="coords").droplevel(0, axis=1)
+    face = np.minimum(like["snout"], np.maximum(like["rightear"], like["leftear"]))
+    cfg = ExtractConfig(crop_size=64, threshold=float(np.median(face)), bodypart_map=OPENFIELD_MAP)
+    summary, errors = extract_onepass(
+        _manifest_for(clip, tmp_path),
+        tmp_path / "store",
+        cfg,
+        trained,
+        tmp_path / "kp",
+        analysis_height=240,
+        device="cpu",
+    )
+    assert not errors and summary.loc[0, "frames"] == 45
+    h5 = next((tmp_path / "kp").glob("m3v1_clipDLC_*.h5"))
+    mine = pd.read_hdf(h5, "df_with_missing")
+    assert list(mine.columns) == list(ref.columns)  # DeepLabCut's own layout and scorer
+    coords = ref.columns.get_level_values("coords")
+    xy = coords != "likelihood"
+    # full resolution is 2x the analysis size in both directions
+    diff = np.abs(mine.loc[:, xy].to_numpy() - 2 * ref.loc[:, xy].to_numpy())
+    confident = np.repeat(ref.loc[:, ~xy].to_numpy() >= 0.9, 2, axis=1)
+    assert (diff[confident] <= 0.5).all()
+    assert np.abs(mine.loc[:, ~xy].to_numpy() - ref.loc[:, ~xy].to_numpy()).max() < 1e-3
+    # the same crops as the two-pass path from the reference keypoints, scaled back
+    full = ref.copy()
+    full.loc[:, xy] = 2 * ref.loc[:, xy].to_numpy()
+    ref_h5 = tmp_path / "ref_full.h5"
+    full.to_hdf(ref_h5, key="df_with_missing", format="table", mode="w")
+    extract(_manifest_for(clip, tmp_path, str(ref_h5)), tmp_path / "two_pass", cfg, show_progress=False)
+    one, two = read_index(tmp_path / "store"), read_index(tmp_path / "two_pass")
+    assert 0 < len(one) < 45 and set(one["crop_id"]) == set(two["crop_id"])
+    assert (tmp_path / "kp" / "manifest.csv").exists()
+
+
+@pytest.mark.slow
+def test_painface_run_with_a_deeplabcut_project_goes_in_one_pass(trained, clip, tmp_path):
+    import yaml
+
+    from painface.pipeline import run_project
+    from painface.project import init_project
+
+    project = tmp_path / "p"
+    init_project(project, pattern="{mouse_id}_clip.mp4", phase="post")
+    shutil.copyfile(clip, project / "videos" / "m3v1_clip.mp4")
+    (project / "animals.csv").write_text("mouse_id,sex,strain,treatment\nm3v1,male,C57BL/6,none\n")
+    doc = yaml.safe_load((project / "painface.yaml").read_text())
+    doc["keypoints"].update(dlc_config=str(trained), bodypart_map=OPENFIELD_MAP, analysis_height=240, device="cpu")
+    doc["extract"].update(crop_size=64, threshold=0.0, workers=1)
+    (project / "painface.yaml").write_text(yaml.safe_dump(doc))
+    done = run_project(project, until="extract", show_progress=False)
+    assert done["keypoints"] == "not needed" and done["extract"] == "ran"  # keypoints came from the same pass
+    assert len(list((project / "keypoints").glob("m3v1_clipDLC_*.h5"))) == 1
+    assert len(read_index(project / "store")) == 45
+    again = run_project(project, until="extract", show_progress=False)
+    assert again["extract"] == "up to date"  # the new keypoint file is an output, not a changed input

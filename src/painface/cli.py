@@ -91,7 +91,26 @@ def _extract(args):
     )
     from painface.cluster import from_args
 
-    summary, errors = extract(args.manifest, args.store, cfg, cluster=from_args(args))
+    if args.dlc_config:  # one pass: DeepLabCut and the crop rules on the same decoded frames
+        from painface.dlc import extract_onepass
+
+        summary, errors = extract_onepass(
+            args.manifest,
+            args.store,
+            cfg,
+            args.dlc_config,
+            args.keypoints_out or Path(args.store) / "keypoints",
+            shuffle=args.shuffle,
+            analysis_height=args.analysis_height,
+            device=args.device,
+            batch_size=args.dlc_batch_size,
+        )
+        if not errors:  # the videos that already had keypoint files
+            summary, errors = extract(
+                Path(args.keypoints_out or Path(args.store) / "keypoints") / "manifest.csv", args.store, cfg
+            )
+    else:
+        summary, errors = extract(args.manifest, args.store, cfg, cluster=from_args(args))
     print(format_summary(summary))
     for e in errors:
         print(f"painface extract: error: {e}", file=sys.stderr)
@@ -345,7 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: painface init my_study --pattern '{mouse_id}_{phase}_{camera}.mp4'",
     )
     s.add_argument("project", help="the folder to create")
-    s.add_argument("--pattern", default=None, help="how video names encode mouse, phase and camera")
+    s.add_argument(
+        "--pattern",
+        default=None,
+        help="how video names encode mouse, phase and camera (default: {mouse_id}_{phase}_{camera}.mp4)",
+    )
     s.add_argument("--phase", default=None, choices=("pre", "post"), help="every video's phase, if names omit it")
     s.add_argument("--force", action="store_true", help="overwrite an existing painface.yaml")
     s.set_defaults(func=_init)
@@ -405,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jpeg-quality", type=int, default=92)
     s.add_argument("--workers", type=int, default=2, help="videos processed in parallel")
     s.add_argument("--bodypart-map", nargs="*", help="e.g. nose=snout right_eye=reye left_eye=leye")
+    g = s.add_argument_group("keypoints in the same pass (videos without a keypoint file)")
+    g.add_argument("--dlc-config", default=None, help="a DeepLabCut project: run it on the decoded frames")
+    g.add_argument("--keypoints-out", default=None, help="where DeepLabCut's .h5 files go (default: STORE/keypoints)")
+    g.add_argument("--shuffle", type=int, default=1, help="the DeepLabCut shuffle")
+    g.add_argument("--analysis-height", type=int, default=720, help="DeepLabCut sees frames this tall (paper: 720)")
+    g.add_argument("--device", default="auto", help="auto: the GPU when there is one, else cpu")
+    g.add_argument("--dlc-batch-size", type=int, default=8, help="frames per DeepLabCut batch")
     add_cluster_options(s)
     s.set_defaults(func=_extract)
 

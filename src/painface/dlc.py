@@ -230,6 +230,68 @@ def analyze_video(
     return target
 
 
+def extract_onepass(
+    manifest: str | Path,
+    store_root: str | Path,
+    cfg,
+    config: str | Path,
+    dest: str | Path,
+    shuffle: int = 1,
+    snapshot_index: int = -1,
+    analysis_height: int | None = 720,
+    device: str = "auto",
+    batch_size: int = 8,
+    timeout: float | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Keypoints and crops in one decode per video (``painface.onepass``): DeepLabCut's runner on
+    frames downscaled in memory, the crop rules on the full-resolution frames, DeepLabCut's
+    ``.h5`` in ``dest``. Finished videos are skipped; returns (summaries, error lines) as
+    ``extract`` does, and ``dest/manifest.csv`` naming the keypoint files."""
+    from painface import store as st
+    from painface.extract import prepare_store
+
+    read_project(config)
+    df = read_manifest(manifest)
+    todo = df[df["keypoints"].isna()]  # videos with a keypoint file go the usual way (extract)
+    rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in todo.to_dict("records")]
+    with st.writer_lock(store_root):
+        root = prepare_store(store_root, cfg)
+        st.clean_temporaries(root)
+        result = _run(
+            {
+                "op": "onepass",
+                "config": str(Path(config).resolve()),
+                "rows": rows,
+                "store": str(root),
+                "dest": str(Path(dest).resolve()),
+                "extract": {
+                    k: getattr(cfg, k)
+                    for k in (
+                        "crop_size",
+                        "threshold",
+                        "crop_px",
+                        "reference_rows",
+                        "image_format",
+                        "jpeg_quality",
+                        "bodypart_map",
+                    )
+                },
+                "shuffle": shuffle,
+                "snapshot_index": snapshot_index,
+                "analysis_height": analysis_height,
+                "device": device,
+                "batch_size": batch_size,
+            },
+            timeout,
+        )
+        st.clean_temporaries(root)
+    kp = {s["video"]: s["keypoints"] for s in result["summaries"]}
+    found = [kp.get(str(v), k) for v, k in zip(df["video"], df["keypoints"])]
+    df["keypoints"] = [pd.NA if k is None or (isinstance(k, float) and k != k) else k for k in found]
+    write_manifest(df, Path(dest) / "manifest.csv")
+    return st.read_summaries(root), result["errors"]
+
+
 # ----------------------------------------------------------------------------- subprocess side
 def add_keypoints(
     manifest: str | Path,
@@ -375,9 +437,15 @@ def _job_analyze(job: dict) -> dict:
     return {"dest": job["dest"]}
 
 
+def _job_onepass(job: dict) -> dict:
+    from painface.onepass import run_job
+
+    return run_job(job)
+
+
 def _main(argv: list[str]) -> int:
     job = json.loads(argv[0])
-    result = {"train": _job_train, "analyze": _job_analyze}[job["op"]](job)
+    result = {"train": _job_train, "analyze": _job_analyze, "onepass": _job_onepass}[job["op"]](job)
     Path(job["result"]).write_text(json.dumps(result))
     return 0
 

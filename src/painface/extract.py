@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -67,10 +68,88 @@ class ExtractConfig:
         }
 
 
+COORDS = ("x", "y", "likelihood")
+
+
+class PartCropper:
+    """One video's store part: crops faces from full-resolution frames as their keypoints
+    arrive (from a keypoint file, or batch by batch from DeepLabCut in the one-pass path)
+    and publishes the part whole with its summary."""
+
+    def __init__(self, row: dict, store_root: str | Path, cfg: ExtractConfig, width: int, height: int):
+        self.row, self.cfg, self.width, self.height = row, cfg, width, height
+        self.unit = st.unit_name(row["session_id"], row["camera"])
+        self.size = crop_size_for(height, cfg.crop_px, cfg.reference_rows)
+        # area averaging avoids aliasing on real downscales (800 -> 128 px at 4K); below 2x it
+        # costs more than decoding the frame and bilinear does not alias
+        self.interpolation = cv2.INTER_AREA if self.size >= 2 * cfg.crop_size else cv2.INTER_LINEAR
+        self.fps = float(row["fps"])
+        self.offset = int(row.get("frame_offset") or 0)  # frames before this camera lines up with the others
+        self.meta = {
+            k: row[k] for k in ("session_id", "mouse_id", "sex", "strain", "treatment", "phase", "camera", "label")
+        }
+        self.writer = st.PartWriter(store_root, self.unit, cfg.image_format, cfg.jpeg_quality)
+        self.rules: list[np.ndarray] = []
+        self.reasons: list[np.ndarray] = []
+
+    def rules_for(self, kp: dict[str, np.ndarray]):
+        """The paper's crop rules (step 3) for a run of frames."""
+        return crop_rules(kp["nose"], kp["right_eye"], kp["left_eye"], self.cfg.threshold)
+
+    def add(self, frame_no: int, image: np.ndarray, rule: str, centre, kp_row: dict[str, np.ndarray]) -> None:
+        """Crop video frame ``frame_no`` (whose rule is not iv, and not before the offset)."""
+        frame = frame_no - self.offset  # the session's frame index, shared by its cameras
+        box = crop_box(centre, self.size)
+        crop = cv2.resize(cut(image, box), (self.cfg.crop_size, self.cfg.crop_size), interpolation=self.interpolation)
+        self.writer.add(
+            crop,
+            {
+                **self.meta,
+                "crop_id": f"{self.row['session_id']}/{self.row['camera']}/{frame:07d}",
+                "frame": frame,
+                "time_s": frame / self.fps - float(self.row["treatment_time_s"]),
+                "fps": self.fps,
+                "rule": rule,
+                **{
+                    f"{p}_{c}": float(kp_row[p][j]) for p in FACE_POINTS for j, c in enumerate(("x", "y", "likelihood"))
+                },
+                "box_x0": box[0],
+                "box_y0": box[1],
+                "box_size": self.size,
+                "sharpness": sharpness(crop),
+            },
+        )
+
+    def publish(self, rule: np.ndarray, reason: np.ndarray, frames: int) -> dict:
+        rule, reason = rule[self.offset :], reason[self.offset :]
+        counts = pd.Series(rule).value_counts()
+        summary = {
+            "unit": self.unit,
+            "session_id": self.row["session_id"],
+            "camera": self.row["camera"],
+            "video": str(self.row["video"]),
+            "frames": frames - self.offset,
+            "frame_offset": self.offset,
+            "fps": self.fps,
+            "treatment_time_s": float(self.row["treatment_time_s"]),
+            "width": self.width,
+            "height": self.height,
+            "crop_px_in_video": self.size,
+            "faces": int((rule != RULE_SKIP).sum()),
+            **{f"rule_{r}": int(counts.get(r, 0)) for r in ("i", "ii", "iii", "iv")},
+            "skip_no_nose": int((reason == "no_nose").sum()),
+            "skip_no_eye": int((reason == "no_eye").sum()),
+        }
+        self.writer.publish(summary)
+        return summary
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
 def extract_video(row: dict, store_root: str | Path, cfg: ExtractConfig) -> dict:
-    """Crop one video into a store part; returns its summary. Raises on bad input."""
+    """Crop one video into a store part from its keypoint file; returns its summary. Raises on bad input."""
     video = row["video"]
-    unit = st.unit_name(row["session_id"], row["camera"])
     if pd.isna(row.get("keypoints")):
         raise KeypointError(f"{video}: no keypoint file in the manifest; run 'painface keypoints' (DeepLabCut) first")
     kp = face_points(read_dlc(row["keypoints"]), cfg.bodypart_map, source=str(row["keypoints"]))
@@ -79,23 +158,16 @@ def extract_video(row: dict, store_root: str | Path, cfg: ExtractConfig) -> dict
     if n_header and abs(n_header - n_kp) > 1:
         cap.release()
         raise KeypointError(f"{row['keypoints']}: {n_kp} frames of keypoints but the video {video} has {n_header}")
-    rule, centre, reason = crop_rules(kp["nose"], kp["right_eye"], kp["left_eye"], cfg.threshold)
-    size = crop_size_for(h, cfg.crop_px, cfg.reference_rows)
-    # area averaging avoids aliasing on real downscales (800 -> 128 px at 4K); below 2x it
-    # costs more than decoding the frame and bilinear does not alias
-    interpolation = cv2.INTER_AREA if size >= 2 * cfg.crop_size else cv2.INTER_LINEAR
-    fps = float(row["fps"])
-    offset = int(row.get("frame_offset") or 0)  # frames before this camera lines up with the others
+    offset = int(row.get("frame_offset") or 0)
     if offset >= n_kp:
         cap.release()
         raise VideoError(f"{video}: frame_offset {offset} drops every one of its {n_kp} frames")
-    writer = st.PartWriter(store_root, unit, cfg.image_format, cfg.jpeg_quality)
-    meta = {k: row[k] for k in ("session_id", "mouse_id", "sex", "strain", "treatment", "phase", "camera", "label")}
+    part = PartCropper(row, store_root, cfg, w, h)
+    rule, centre, reason = part.rules_for(kp)
     try:
         frame_no = 0
         while True:
             wanted = offset <= frame_no < n_kp and rule[frame_no] != RULE_SKIP
-            frame = frame_no - offset  # the session's frame index, shared by its cameras
             # grab() decodes without colour conversion: enough for frames we skip
             ok = cap.grab()
             if not ok:
@@ -104,28 +176,7 @@ def extract_video(row: dict, store_root: str | Path, cfg: ExtractConfig) -> dict
                 ok, image = cap.retrieve()
                 if not ok:
                     raise VideoError(f"{video}: cannot decode frame {frame_no}")
-                box = crop_box(centre[frame_no], size)
-                crop = cv2.resize(cut(image, box), (cfg.crop_size, cfg.crop_size), interpolation=interpolation)
-                writer.add(
-                    crop,
-                    {
-                        **meta,
-                        "crop_id": f"{row['session_id']}/{row['camera']}/{frame:07d}",
-                        "frame": frame,
-                        "time_s": frame / fps - float(row["treatment_time_s"]),
-                        "fps": fps,
-                        "rule": rule[frame_no],
-                        **{
-                            f"{p}_{c}": float(kp[p][frame_no, j])
-                            for p in FACE_POINTS
-                            for j, c in enumerate(("x", "y", "likelihood"))
-                        },
-                        "box_x0": box[0],
-                        "box_y0": box[1],
-                        "box_size": size,
-                        "sharpness": sharpness(crop),
-                    },
-                )
+                part.add(frame_no, image, rule[frame_no], centre[frame_no], {p: kp[p][frame_no] for p in FACE_POINTS})
             frame_no += 1
         cap.release()
         if frame_no != n_kp:
@@ -133,29 +184,9 @@ def extract_video(row: dict, store_root: str | Path, cfg: ExtractConfig) -> dict
             raise VideoError(
                 f"{video}: video {what}: decoded {frame_no} frames, keypoint file {row['keypoints']} has {n_kp}"
             )
-        rule, reason = rule[offset:], reason[offset:]
-        counts = pd.Series(rule).value_counts()
-        summary = {
-            "unit": unit,
-            "session_id": row["session_id"],
-            "camera": row["camera"],
-            "video": str(video),
-            "frames": frame_no - offset,
-            "frame_offset": offset,
-            "fps": fps,
-            "treatment_time_s": float(row["treatment_time_s"]),
-            "width": w,
-            "height": h,
-            "crop_px_in_video": size,
-            "faces": int((rule != RULE_SKIP).sum()),
-            **{f"rule_{r}": int(counts.get(r, 0)) for r in ("i", "ii", "iii", "iv")},
-            "skip_no_nose": int((reason == "no_nose").sum()),
-            "skip_no_eye": int((reason == "no_eye").sum()),
-        }
-        writer.publish(summary)
-        return summary
+        return part.publish(rule, reason, frame_no)
     except BaseException:
-        writer.abort()
+        part.abort()
         raise
 
 
@@ -203,7 +234,8 @@ def extract(
         return _extract_locked(rows, store_root, cfg, show_progress, cluster)
 
 
-def _extract_locked(rows, store_root, cfg: ExtractConfig, show_progress: bool, cluster: ClusterConfig | None = None):
+def prepare_store(store_root: str | Path, cfg: ExtractConfig) -> Path:
+    """Create the store, or check that an existing one was made with these crop rules."""
     root = st.create_store(store_root, cfg.crop_size, cfg.image_format, cfg.jpeg_quality, cfg.recorded())
     meta = st.store_meta(root)
     if meta.get("crop_size") != cfg.crop_size:
@@ -218,6 +250,11 @@ def _extract_locked(rows, store_root, cfg: ExtractConfig, show_progress: bool, c
                 f"{root}: store was extracted with {key} = {have!r}, this extraction asks for "
                 f"{value!r}; use another --store"
             )
+    return root
+
+
+def _extract_locked(rows, store_root, cfg: ExtractConfig, show_progress: bool, cluster: ClusterConfig | None = None):
+    root = prepare_store(store_root, cfg)
     st.clean_temporaries(root)
     done = st.finished_units(root)
     todo = [r for r in rows if st.unit_name(r["session_id"], r["camera"]) not in done]

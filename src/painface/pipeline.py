@@ -24,6 +24,7 @@ from pathlib import Path
 
 from painface.errors import PainfaceError
 from painface.files import write_json, write_text
+from painface.manifest import read_manifest
 from painface.project import ProjectSpec, build_manifest, load_project
 
 STAGES = ("manifest", "keypoints", "extract", "train", "score", "analyze")
@@ -154,6 +155,10 @@ class ManifestStage(Stage):
         out, unmatched = build_manifest(root)
         for line in unmatched:
             _log(f"  not used: {line}")
+        if spec.keypoints.dlc_config:  # keypoint files are then this run's output, not its input
+            import pandas as pd
+
+            return digest(pd.read_csv(out).drop(columns=["keypoints"]).to_csv(index=False)), True
         return file_digest(out), True
 
     def output_ok(self, root, spec):
@@ -169,7 +174,9 @@ class KeypointsStage(Stage):
 
     def fingerprint(self, root, spec, upstream):
         k = spec.keypoints
-        if not k.dlc_config:
+        # a DeepLabCut project is run inside extract, on the frames it decodes (one pass); this
+        # stage remains for keypoints on a cluster (cluster.executor: slurm), one task per video
+        if not k.dlc_config or not spec.cluster.remote:
             return "", False
         config = (root / k.dlc_config).resolve()
         return digest(upstream, file_digest(config), k.shuffle, k.analysis_height), True
@@ -198,7 +205,9 @@ class KeypointsStage(Stage):
 
 class ExtractStage(Stage):
     def fingerprint(self, root, spec, upstream):
-        return digest(upstream, asdict(spec.extract), spec.keypoints.bodypart_map), True
+        k = spec.keypoints
+        dlc = [file_digest((root / k.dlc_config).resolve()), k.shuffle, k.analysis_height] if k.dlc_config else None
+        return digest(upstream, asdict(spec.extract), k.bodypart_map, dlc), True
 
     def output_ok(self, root, spec):
         return (root / "store" / "store.json").is_file()
@@ -221,6 +230,23 @@ class ExtractStage(Stage):
         if store.exists() and (not started.exists() or started.read_text() != fingerprint):
             shutil.rmtree(store)
         write_text(started, fingerprint)
+        k = spec.keypoints
+        if k.dlc_config and read_manifest(root / "manifest.csv")["keypoints"].isna().any():
+            from painface.dlc import extract_onepass
+
+            _, errors = extract_onepass(
+                root / "manifest.csv",
+                store,
+                cfg,
+                (root / k.dlc_config).resolve(),
+                root / k.folder,
+                shuffle=k.shuffle,
+                analysis_height=k.analysis_height,
+                device=k.device,
+            )
+            if errors:
+                raise PipelineError("extract: " + "; ".join(errors))
+            build_manifest(root)  # now naming DeepLabCut's new files
         _, errors = extract(root / "manifest.csv", store, cfg, show_progress=show_progress, cluster=spec.cluster)
         if errors:
             raise PipelineError("extract: " + "; ".join(errors))

@@ -152,7 +152,7 @@ def _check_values(spec: ProjectSpec, path: Path) -> None:
     for name in names:
         if name not in FIELDS:
             raise ProjectError(f"{path}: videos.pattern: unknown field '{{{name}}}' (use {', '.join(FIELDS)})")
-    for need in ("mouse_id", "camera"):
+    for need in ("mouse_id",):  # without {camera}: one camera, called cam1
         if need not in names:
             raise ProjectError(f"{path}: videos.pattern: '{v.pattern}' must contain {{{need}}}")
     if "phase" not in names and v.phase not in ("pre", "post"):
@@ -290,6 +290,7 @@ def build_manifest(project: str | Path) -> tuple[Path, list[str]]:
             continue
         fps, n_frames = probe(path)
         session = f.get("session") or f"{f['mouse_id']}_{phase}"
+        f["camera"] = f.get("camera") or "cam1"
         offset = int((v.frame_offsets.get(session) or {}).get(f["camera"], 0))
         when = v.treatment_time.get(phase, 0)
         treatment = (n_frames - offset) / fps if when == "end" else float(when)

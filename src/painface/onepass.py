@@ -1,0 +1,189 @@
+"""From video to store in one decode: DeepLabCut's own PyTorch inference runner and the
+crop rules on the same frames (paper steps 2-3 without an intermediate video).
+
+Each video is decoded once by a reader thread that feeds a bounded queue; the main thread
+downscales each batch to the analysis size (1280x720 in the paper), runs DeepLabCut on it,
+scales the keypoints back to full resolution, applies the crop rules to the full-resolution
+frames and writes the store part. DeepLabCut's ``.h5`` (its own layout and scorer name) is
+written beside, so the keypoints can be inspected with DeepLabCut's tools. The slower of
+decoding and inference sets the pace.
+
+DeepLabCut resets the root logger and the global seeds when imported, so all of this runs
+in a DeepLabCut subprocess (``painface.dlc``), one per call.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from painface import store as st
+from painface.crops import RULE_SKIP
+from painface.extract import ExtractConfig, PartCropper
+from painface.files import atomic_write
+from painface.keypoints import FACE_POINTS
+from painface.video import VideoError, open_video
+
+
+def analysis_size(width: int, height: int, analysis_height: int | None) -> tuple[int, int] | None:
+    """The paper analysed 4K at 1280x720: taller videos are downscaled, keeping the aspect."""
+    if not analysis_height or height <= analysis_height:
+        return None
+    return int(round(width * analysis_height / height)), analysis_height
+
+
+def _reader(video: str, batch: int, out: queue.Queue) -> None:
+    """Decode ``video`` into batches of BGR frames; None at the end, an exception on failure."""
+    cap = cv2.VideoCapture(video)
+    try:
+        frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+            if len(frames) == batch:
+                out.put(frames)
+                frames = []
+        if frames:
+            out.put(frames)
+        out.put(None)
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        out.put(exc)
+    finally:
+        cap.release()
+
+
+def face_arrays(pred: np.ndarray, bodyparts: list[str], bodypart_map: dict) -> dict[str, np.ndarray]:
+    """(frames, bodyparts, 3) -> nose, right_eye, left_eye as (frames, 3) arrays."""
+    out = {}
+    for point in FACE_POINTS:
+        name = bodypart_map.get(point, point)
+        if name not in bodyparts:
+            raise VideoError(f"DeepLabCut model has no body part '{name}' (for {point}); it has {bodyparts}")
+        out[point] = pred[:, bodyparts.index(name), :]
+    return out
+
+
+def dlc_frame(pred: np.ndarray, scorer: str, bodyparts: list[str]) -> pd.DataFrame:
+    """DeepLabCut's own single-animal layout (what ``analyze_videos`` writes)."""
+    columns = pd.MultiIndex.from_product(
+        [[scorer], bodyparts, ["x", "y", "likelihood"]], names=["scorer", "bodyparts", "coords"]
+    )
+    return pd.DataFrame(pred.reshape(len(pred), -1), columns=columns, index=range(len(pred)))
+
+
+def video_to_part(
+    row: dict,
+    store_root: Path,
+    cfg: ExtractConfig,
+    runner,
+    scorer: str,
+    bodyparts: list[str],
+    dest: Path,
+    batch: int,
+    analysis_height: int | None,
+) -> dict:
+    """One video: decode once, keypoints by DeepLabCut, crops by the paper's rules."""
+    video = str(row["video"])
+    cap, n_header, _, (w, h) = open_video(video)
+    cap.release()
+    size = analysis_size(w, h, analysis_height)
+    sx, sy = (w / size[0], h / size[1]) if size else (1.0, 1.0)
+    part = PartCropper(row, store_root, cfg, w, h)
+    frames_q: queue.Queue = queue.Queue(maxsize=3)  # bounded: decoding runs at most 3 batches ahead
+    reader = threading.Thread(target=_reader, args=(video, batch, frames_q), daemon=True)
+    reader.start()
+    preds, rules, reasons = [], [], []
+    frame_no = 0
+    try:
+        while True:
+            frames = frames_q.get()
+            if frames is None:
+                break
+            if isinstance(frames, BaseException):
+                raise frames
+            small = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) if size else f for f in frames]
+            out = runner.inference(images=[np.ascontiguousarray(f[..., ::-1]) for f in small])  # DeepLabCut reads RGB
+            pred = np.stack([p["bodyparts"][0, :, :3] for p in out]).astype(float)  # the first (only) animal
+            pred[..., 0] *= sx  # back to full resolution (paper step 2)
+            pred[..., 1] *= sy
+            preds.append(pred)
+            kp = face_arrays(pred, bodyparts, cfg.bodypart_map)
+            rule, centre, reason = part.rules_for(kp)
+            rules.append(rule)
+            reasons.append(reason)
+            for i, image in enumerate(frames):
+                n = frame_no + i
+                if n >= part.offset and rule[i] != RULE_SKIP:
+                    part.add(n, image, rule[i], centre[i], {p: kp[p][i] for p in FACE_POINTS})
+            frame_no += len(frames)
+        if frame_no == 0:
+            raise VideoError(f"{video}: no decodable frames")
+        if n_header and abs(n_header - frame_no) > 1:
+            raise VideoError(f"{video}: the header says {n_header} frames, {frame_no} decoded (truncated?)")
+        all_pred = np.concatenate(preds)
+        target = dest / f"{Path(video).stem}{scorer}.h5"
+        with atomic_write(target) as tmp:
+            dlc_frame(all_pred, scorer, bodyparts).to_hdf(tmp, key="df_with_missing", format="table", mode="w")
+        summary = part.publish(np.concatenate(rules), np.concatenate(reasons), frame_no)
+        summary["keypoints"] = str(target)
+        return summary
+    except BaseException:
+        part.abort()
+        raise
+    finally:
+        reader.join(timeout=5)
+
+
+def build_runner(
+    config: str, shuffle: int = 1, snapshot_index: int | str = -1, device: str = "cpu", batch_size: int = 8
+):
+    """DeepLabCut 3's pose runner for a project's snapshot, as ``analyze_videos`` builds it."""
+    from deeplabcut.pose_estimation_pytorch.apis import utils
+    from deeplabcut.pose_estimation_pytorch.data import DLCLoader
+
+    loader = DLCLoader(config, trainset_index=0, shuffle=shuffle)
+    index, _ = utils.parse_snapshot_index_for_analysis(loader.project_cfg, loader.model_cfg, snapshot_index, None)
+    snapshot = utils.get_model_snapshots(index, loader.model_folder, loader.pose_task)[0]
+    loader.model_cfg["device"] = device
+    individuals = loader.model_cfg["metadata"]["individuals"]
+    runner = utils.get_pose_inference_runner(
+        model_config=loader.model_cfg,
+        snapshot_path=snapshot.path,
+        max_individuals=len(individuals),
+        batch_size=batch_size,
+    )
+    return runner, loader.scorer(snapshot, None), list(loader.model_cfg["metadata"]["bodyparts"])
+
+
+def run_job(job: dict) -> dict:
+    """The DeepLabCut subprocess side: every video of ``job["rows"]`` not yet in the store."""
+    from painface.dlc import _device
+
+    cfg = ExtractConfig(**job["extract"])
+    root, dest = Path(job["store"]), Path(job["dest"])
+    dest.mkdir(parents=True, exist_ok=True)
+    runner, scorer, bodyparts = build_runner(
+        job["config"], job["shuffle"], job["snapshot_index"], _device(job["device"]), job["batch_size"]
+    )
+    done = st.finished_units(root)
+    summaries, errors = [], []
+    for row in job["rows"]:
+        if st.unit_name(row["session_id"], row["camera"]) in done:
+            continue
+        try:
+            summaries.append(
+                video_to_part(
+                    row, root, cfg, runner, scorer, bodyparts, dest, job["batch_size"], job["analysis_height"]
+                )
+            )
+        except Exception as exc:  # one bad video fails alone, named
+            errors.append(f"{row['video']}: {exc}")
+        print(f"onepass: {len(summaries) + len(errors)}/{len(job['rows'])} videos", flush=True)
+    return {"summaries": summaries, "errors": errors, "scorer": scorer}
