@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +78,26 @@ def manifest_for(video: Path, folder: Path, keypoints=None) -> Path:
     from painface.manifest import write_manifest
 
     path = folder / f"manifest_{video.stem}_{'kp' if keypoints else 'none'}.csv"
-    write_manifest(pd.DataFrame([{"session_id": video.stem, "mouse_id": "m", "sex": "male", "strain": "BALB/c",
-                                  "treatment": "none", "phase": "post", "camera": "cam1", "video": str(video),
-                                  "keypoints": keypoints, "fps": 30, "treatment_time_s": 0}]), path)
+    write_manifest(
+        pd.DataFrame(
+            [
+                {
+                    "session_id": video.stem,
+                    "mouse_id": "m",
+                    "sex": "male",
+                    "strain": "BALB/c",
+                    "treatment": "none",
+                    "phase": "post",
+                    "camera": "cam1",
+                    "video": str(video),
+                    "keypoints": keypoints,
+                    "fps": 30,
+                    "treatment_time_s": 0,
+                }
+            ]
+        ),
+        path,
+    )
     return path
 
 
@@ -95,8 +111,13 @@ def main() -> None:
     from painface.dlc import analyze_video, extract_onepass, relocate_project, train_face_model
     from painface.extract import ExtractConfig, extract
 
-    out = {"machine": f"{platform.node()} ({platform.machine()}, {subprocess.getoutput('nproc')} CPUs)",
-           "net": args.net, "frames": args.frames, "device": "cpu", "results": []}
+    out = {
+        "machine": f"{platform.node()} ({platform.machine()}, {subprocess.getoutput('nproc')} CPUs)",
+        "net": args.net,
+        "frames": args.frames,
+        "device": "cpu",
+        "results": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         project = tmp / "openfield"
@@ -111,9 +132,17 @@ def main() -> None:
             make_video(video, (w, h), args.frames)
             cfg = ExtractConfig(crop_size=128, threshold=0.0, bodypart_map=MAP)
             a = decode_fps(video)
-            r = subprocess.run([sys.executable, "-c", INFER, json.dumps({"config": str(config), "video": str(video),
-                                                                          "batch": args.batch})],
-                               capture_output=True, text=True, check=True)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    INFER,
+                    json.dumps({"config": str(config), "video": str(video), "batch": args.batch}),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             b = json.loads(r.stdout.strip().splitlines()[-1])["fps"]
             size = (int(round(w * 720 / h)), 720) if h > 720 else None
             t0 = time.perf_counter()
@@ -121,13 +150,28 @@ def main() -> None:
             extract(manifest_for(video, tmp, str(h5)), tmp / f"store2_{w}", cfg, show_progress=False)
             c = args.frames / (time.perf_counter() - t0)
             t0 = time.perf_counter()
-            _, errors = extract_onepass(manifest_for(video, tmp), tmp / f"store1_{w}", cfg, config, tmp / f"kp1_{w}",
-                                        analysis_height=720, device="cpu", batch_size=args.batch)
+            _, errors = extract_onepass(
+                manifest_for(video, tmp),
+                tmp / f"store1_{w}",
+                cfg,
+                config,
+                tmp / f"kp1_{w}",
+                analysis_height=720,
+                device="cpu",
+                batch_size=args.batch,
+            )
             d = args.frames / (time.perf_counter() - t0)
             assert not errors, errors
-            row = {"size": spec, "analysis_size": f"{size[0]}x{size[1]}" if size else spec,
-                   "a_decode_fps": round(a, 1), "b_dlc_inference_fps": round(b, 2), "c_two_pass_fps": round(c, 2),
-                   "d_one_pass_fps": round(d, 2), "d_over_min_ab": round(d / min(a, b), 3), "d_over_c": round(d / c, 3)}
+            row = {
+                "size": spec,
+                "analysis_size": f"{size[0]}x{size[1]}" if size else spec,
+                "a_decode_fps": round(a, 1),
+                "b_dlc_inference_fps": round(b, 2),
+                "c_two_pass_fps": round(c, 2),
+                "d_one_pass_fps": round(d, 2),
+                "d_over_min_ab": round(d / min(a, b), 3),
+                "d_over_c": round(d / c, 3),
+            }
             out["results"].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(json.dumps(out, indent=2))

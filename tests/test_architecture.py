@@ -149,3 +149,17 @@ def test_a_users_own_lightning_module_through_model_target(store, tmp_path):
     )
     assert bad.returncode != 0
     assert "model.warmup_nte" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_one_vocabulary_for_the_face():
+    """The renderer's action units, the MGS units and the region names come from one table."""
+    from painface import mgs, regions
+    from painface.synthetic import planted, render
+
+    assert render.ACTION_UNITS == ("orbital", "nose", "cheek", "ear", "whisker", "forehead")
+    assert tuple(regions.ACTION_UNITS) == render.ACTION_UNITS
+    assert mgs.MGS_UNITS == ("orbital_tightening", "nose_bulge", "cheek_bulge", "ear_position", "whisker_change")
+    for au, (_, names) in regions.ACTION_UNITS.items():
+        assert set(names) <= set(regions.PAPER_REGIONS), au
+        assert planted.PLANTED_REGIONS[au] == names
+    assert set(regions.COLOURS) == set(regions.PAPER_REGIONS)  # every region has a colour

@@ -19,10 +19,10 @@ from sklearn.metrics import roc_auc_score
 
 from painface.errors import PainfaceError
 from painface.files import atomic_write
+from painface.regions import MGS_UNITS
 from painface.scoring import is_pain
 from painface.store import CropReader, StoreError, select_index
 
-MGS_UNITS = ("orbital_tightening", "nose_bulge", "cheek_bulge", "ear_position", "whisker_change")
 KEY_FILE = "KEY_do_not_open_until_scored.csv"
 
 

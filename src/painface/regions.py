@@ -41,6 +41,18 @@ AUTO_REGIONS = (
     "stage",
     "underbody",
 )
+#: The face's one vocabulary: each action unit the synthetic renderer plants, the Mouse Grimace
+#: Scale unit a person scores it by (Langford et al. 2010; none for the forehead), and the
+#: regions above that it changes. Whiskers grow from the whisker pad, which the table calls cheek.
+ACTION_UNITS = {
+    "orbital": ("orbital_tightening", ("eye",)),
+    "nose": ("nose_bulge", ("nose",)),
+    "cheek": ("cheek_bulge", ("cheek",)),
+    "ear": ("ear_position", ("ear_base", "ear_top")),
+    "whisker": ("whisker_change", ("cheek",)),
+    "forehead": (None, ("forehead",)),
+}
+MGS_UNITS = tuple(mgs for mgs, _ in ACTION_UNITS.values() if mgs)
 #: grey level (0-255) below which a pixel under the face counts as the black stage
 STAGE_MAX_GREY = 28
 PAPER_REGIONS = (

@@ -16,18 +16,10 @@ import pandas as pd
 import yaml
 
 from painface.errors import PainfaceError
-from painface.synthetic.render import ACTION_UNITS
+from painface.regions import ACTION_UNITS
 
-#: The facial regions each action unit changes (the renderer's geometry, regions.py's names).
-#: Whiskers grow from the whisker pad, which the region table calls the cheek.
-PLANTED_REGIONS = {
-    "orbital": ("eye",),
-    "nose": ("nose",),
-    "cheek": ("cheek",),
-    "ear": ("ear_base", "ear_top"),
-    "whisker": ("cheek",),
-    "forehead": ("forehead",),
-}
+#: The facial regions each action unit changes (one table: regions.ACTION_UNITS).
+PLANTED_REGIONS = {au: regions for au, (_, regions) in ACTION_UNITS.items()}
 
 
 def planted_study(au: str, seed: int, mice: int = 12, minutes: float = 0.5, fps: float = 6) -> dict:

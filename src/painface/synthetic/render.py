@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from painface.regions import ACTION_UNITS as FACE_VOCABULARY
+
 #: The mouse grimace scale's action units plus the head/forehead change the paper reports.
-ACTION_UNITS = ("orbital", "nose", "cheek", "ear", "whisker", "forehead")
+ACTION_UNITS = tuple(FACE_VOCABULARY)  # one table for the face: regions.ACTION_UNITS
 KEYPOINTS = ("nose", "right_eye", "left_eye")
 #: Calibrated so that at signal 1.0 a linear model on 32x32 grey pixels stays near chance
 #: level while the paper's CNN learns the task (benchmarks/difficulty.py, README).
