@@ -42,17 +42,14 @@ def apply_temperature(p_pain: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
-    """ECE of p(pain) against binary labels, as in the reliability diagram: over equal-width
-    bins of p, the share-weighted |observed pain fraction - mean p(pain)| (torchmetrics'
-    binary definition)."""
-    p = np.asarray(p, float)
-    y = np.asarray(y, float)
-    bins = np.searchsorted(np.linspace(0, 1, n_bins + 1), p, side="right") - 1
-    ece = 0.0
-    for b in np.unique(bins):
-        m = bins == b
-        ece += m.mean() * abs(y[m].mean() - p[m].mean())
-    return float(ece)
+    """ECE of p(pain) against binary labels: over equal-width bins of p, the share-weighted
+    |observed pain fraction - mean p(pain)| (torchmetrics' binary calibration error, the
+    same metric the training logs as ``test/ece``)."""
+    import torch
+    from torchmetrics.functional.classification import binary_calibration_error
+
+    p, y = torch.as_tensor(np.asarray(p, float)), torch.as_tensor(np.asarray(y, int))
+    return float(binary_calibration_error(p, y, n_bins=n_bins))
 
 
 def run_temperature(ckpt_path: str | Path) -> float:
