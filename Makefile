@@ -18,10 +18,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python train.py experiment=demo
 
-# two workers, one test file each at a time (module fixtures, the SLURM cluster and DeepLabCut's
-# trained model stay within one worker); many tests wait on subprocesses, so this roughly halves the time
 test: $(STAMP) lint
-	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	WANDB_MODE=offline $(BIN)/python -m pytest -q
 
 # ruff (lint + format), configured in pyproject.toml
 lint: $(STAMP)
@@ -29,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test-fast: $(STAMP)
-	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+	WANDB_MODE=offline $(BIN)/python -m pytest -q -m "not slow"
 
 # speed and memory targets (README: Benchmarks); results land in benchmarks/results/
 bench: $(STAMP)
