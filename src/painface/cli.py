@@ -89,8 +89,6 @@ def _extract(args):
         workers=args.workers,
         bodypart_map=_bodypart_map(args.bodypart_map),
     )
-    from painface.cluster import from_args
-
     if args.dlc_config:  # one pass: DeepLabCut and the crop rules on the same decoded frames
         from painface.dlc import extract_onepass
 
@@ -110,7 +108,7 @@ def _extract(args):
                 Path(args.keypoints_out or Path(args.store) / "keypoints") / "manifest.csv", args.store, cfg
             )
     else:
-        summary, errors = extract(args.manifest, args.store, cfg, cluster=from_args(args))
+        summary, errors = extract(args.manifest, args.store, cfg, cluster=_cluster(args))
     print(format_summary(summary))
     for e in errors:
         print(f"painface extract: error: {e}", file=sys.stderr)
@@ -192,28 +190,7 @@ def _cluster(args):
 def _score(args):
     from painface.predict import score
 
-    cluster = _cluster(args)
-    if cluster.remote:  # the whole store in one job (on a GPU node with --gpus-per-task 1)
-        from painface.cluster import run_on_slurm
-
-        run_on_slurm(
-            score,
-            cluster,
-            Path(args.out).parent / ".submitit",
-            "score",
-            args.ckpt_path,
-            store=args.store,
-            images=args.images,
-            out=args.out,
-            batch_size=args.batch_size,
-            accelerator=args.accelerator,
-            temperature=args.temperature,
-            query=args.query,
-        )
-        print(f"predictions: {args.out}")
-        return
-    pred = score(
-        args.ckpt_path,
+    kwargs = dict(
         store=args.store,
         images=args.images,
         out=args.out,
@@ -222,6 +199,14 @@ def _score(args):
         temperature=args.temperature,
         query=args.query,
     )
+    cluster = _cluster(args)
+    if cluster.remote:  # the whole store in one job (on a GPU node with --gpus-per-task 1)
+        from painface.cluster import run_on_slurm
+
+        run_on_slurm(score, cluster, Path(args.out).parent / ".submitit", "score", args.ckpt_path, **kwargs)
+        print(f"predictions: {args.out}")
+        return
+    pred = score(args.ckpt_path, **kwargs)
     print(f"scored {len(pred)} crops -> {args.out}")
 
 
