@@ -100,3 +100,24 @@ def test_manifest_validation(tmp_path):
         read_manifest(_manifest(tmp_path, phase="during"))
     with pytest.raises(ManifestError, match="row 3.*duplicate"):
         read_manifest(_manifest(tmp_path, camera="cam1"))
+
+
+@pytest.mark.parametrize("bad", ["abc", -2, 1.5])
+def test_a_bad_frame_offset_names_the_row(bad):
+    from painface.manifest import ManifestError, validate_manifest
+
+    row = {
+        "session_id": "s",
+        "mouse_id": "m",
+        "sex": "f",
+        "strain": "BALB/c",
+        "treatment": "t",
+        "phase": "pre",
+        "camera": "c",
+        "video": "v.mp4",
+        "fps": 30,
+        "treatment_time_s": 0,
+        "frame_offset": bad,
+    }
+    with pytest.raises(ManifestError, match="row 2, column 'frame_offset'"):
+        validate_manifest(pd.DataFrame([row]))

@@ -105,7 +105,11 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest", root: Path | N
             f"({df.at[i, 'session_id']}, {df.at[i, 'camera']})"
         )
     for i, value in enumerate(df["frame_offset"]):
-        if not pd.isna(value) and (not float(value).is_integer() or float(value) < 0):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0  # not a number: refused below, naming the row
+        if not pd.isna(value) and (not number.is_integer() or number < 0):
             raise ManifestError(
                 f"{source}: row {i + 2}, column 'frame_offset': frames to drop must be >= 0, got {value!r}"
             )
