@@ -12,13 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU machines: torch/torchvision from the local wheel cache (see README); elsewhere any torch>=2.2 works
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install -q "torch>=2.2" "torchvision>=0.17"
-	$(BIN)/pip install -q -e ".[dev,dlc,umap,optuna,slurm]"
+	$(BIN)/pip install -q -e ".[dev,dlc,umap,optuna,slurm,review]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python train.py experiment=demo
 
 test: $(STAMP) lint
+	# chromium for the review pages' browser tests (exit 3: cannot install here; they skip)
+	scripts/install-browser || [ $$? = 3 ]
 	WANDB_MODE=offline $(BIN)/python -m pytest -q
 
 # ruff (lint + format), configured in pyproject.toml

@@ -69,6 +69,27 @@ def store(manifest, tmp_path_factory) -> Path:
     return root
 
 
+# the small, fast training every test starts from; Hydra refuses a key given twice, so a
+# test changes these through train_overrides(..., **{"key": value}), not by appending
+TRAIN_OVERRIDES = {
+    "data": "store",
+    "data.num_workers": 0,
+    "data.persistent_workers": "false",
+    "data.samples_per_epoch": 64,
+    "data.batch_size": 32,
+    "data.n_folds": 2,
+    "model.net.input_size": 64,
+    "trainer.accelerator": "cpu",
+    "trainer.enable_progress_bar": "false",
+}
+
+
+def train_overrides(store, output_dir, **changes) -> list[str]:
+    """Hydra overrides for a quick training on ``store``; ``"~key": None`` deletes a key."""
+    merged = {**TRAIN_OVERRIDES, "data.store": store, "paths.output_dir": output_dir, **changes}
+    return [key if key.startswith("~") else f"{key}={value}" for key, value in merged.items()]
+
+
 @pytest.fixture
 def compose(store, tmp_path):
     """Compose the training config as train.py would, pointed at the test store."""
@@ -81,20 +102,7 @@ def compose(store, tmp_path):
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = hydra_compose(
                 config_name=config_name,
-                overrides=[
-                    "data=store",
-                    f"data.store={store}",
-                    f"paths.output_dir={tmp_path}",
-                    "data.num_workers=0",
-                    "data.persistent_workers=false",
-                    "data.samples_per_epoch=64",
-                    "data.batch_size=32",
-                    "data.n_folds=2",
-                    "model.net.input_size=64",
-                    "trainer.accelerator=cpu",
-                    "trainer.enable_progress_bar=false",
-                    *overrides,
-                ],
+                overrides=[*train_overrides(store, tmp_path), *overrides],
             )
         return cfg
 

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from painface.errors import PainfaceError
-from painface.files import atomic_write, study_path
+from painface.files import atomic_write, study_path, write_json
 from painface.predictions import read_predictions
 from painface.scoring import fuse_cameras, pain_probability_per_minute
 from painface.stats import compare_groups
@@ -178,6 +178,19 @@ def analyze_study(
     hparams = json.loads(pmeta.get("hparams", "{}"))
     methods = report.methods_paragraph(
         spec, hparams, doc.get("generate"), stats_table, per_animal["mouse_id"].nunique(), smeta
+    )
+    # what `painface review` needs to find the study's inputs again
+    write_json(
+        out / "provenance.json",
+        {
+            **provenance,
+            "name": name,
+            "group_column": col,
+            "order": order,
+            "control": spec.control,
+            "bin_s": spec.bin_s,
+        },
+        default=str,
     )
     write_workbook(out / "results.xlsx", per_minute, by_window, all_stats, col, order, spec, name, methods)
     report.write_report(

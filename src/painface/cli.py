@@ -318,6 +318,41 @@ def _mgs_compare(args):
     print(json.dumps(compare(args.sheet, args.key, args.out, predictions=args.predictions), indent=2))
 
 
+def _mgs_agreement(args):
+    from painface.files import atomic_write
+    from painface.mgs import agreement, scorers
+
+    table = agreement(args.kit)
+    if table.empty:
+        raise errors.PainfaceError(f"{args.kit}: agreement needs two scorers; found {len(scorers(args.kit))}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        with atomic_write(args.out) as tmp:
+            table.to_csv(tmp, index=False)
+
+
+def _review(args):
+    from painface import review
+
+    _need("flask", "review")
+    _need("plotly", "review")
+    sources = review.locate(
+        getattr(args, "path", None),
+        store=getattr(args, "store", None),
+        predictions=getattr(args, "predictions", None),
+        ckpt_path=getattr(args, "ckpt_path", None),
+        kit=args.mgs,
+    )
+    review.serve(sources, port=args.port, gallery_n=getattr(args, "gallery_n", 120), open_browser=args.open)
+
+
+def _need(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise errors.PainfaceError(f"this command needs {module}: pip install 'painface[{extra}]'")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error and defaults in the help; the full usage is one ``-h`` away."""
 
@@ -622,6 +657,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True)
     t.add_argument("--predictions", default=None)
     t.set_defaults(func=_mgs_compare)
+
+    t = msub.add_parser("score", help="blind scoring of a kit in the browser (saved after every image)")
+    t.add_argument("mgs", metavar="KIT", help="a kit folder from 'painface mgs sample'")
+    t.add_argument("--port", type=int, default=8050)
+    t.add_argument("--open", action="store_true", help="open the page in the default browser")
+    t.set_defaults(func=_review)
+    t = msub.add_parser("agreement", help="Cohen's kappa between the kit's scorers, per unit and total")
+    t.add_argument("kit")
+    t.add_argument("--out", default=None, help="also write the table as CSV")
+    t.set_defaults(func=_mgs_agreement)
+
+    s = sub.add_parser(
+        "review",
+        help="review a study in the browser: traces linked to the video, Grad-CAM gallery, store, MGS scoring",
+        epilog="example: painface review my_study   (then open the printed http://127.0.0.1 URL)",
+    )
+    s.add_argument("path", nargs="?", default=None, help="a project folder, or a results folder from 'analyze'")
+    s.add_argument("--store", default=None, help="override the store the folder records")
+    s.add_argument("--predictions", default=None, help="override the predictions the folder records")
+    s.add_argument("--ckpt-path", default=None, help="checkpoint for the Grad-CAM gallery")
+    s.add_argument("--mgs", default=None, help="also serve blind scoring of this MGS kit")
+    s.add_argument("--gallery-n", type=int, default=120, help="random crops in the Grad-CAM gallery")
+    s.add_argument("--port", type=int, default=8050, help="0: any free port")
+    s.add_argument("--open", action="store_true", help="open the page in the default browser")
+    s.set_defaults(func=_review)
 
     s = sub.add_parser("contact-sheet", help="render pain / no-pain faces of both coats across poses")
     s.add_argument("--out", default="docs/contact_sheet.png")

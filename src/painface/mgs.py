@@ -9,6 +9,7 @@ correlation and the area under the ROC curve of MGS against the weak label.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -190,3 +191,99 @@ def _figure(data: pd.DataFrame, path: Path, result: dict) -> None:
 def _csv(df: pd.DataFrame, path: Path) -> None:
     with atomic_write(path) as tmp:
         df.to_csv(tmp, index=False)
+
+
+# ------------------------------------------------------------------ scoring in the browser
+SCORES = "scores"  # KIT/scores/<scorer>.csv: one sheet per scorer, in the format read_sheet reads
+_SCORER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+def kit_images(kit) -> list[str]:
+    """The kit's blinded images in its sheet's order (every scorer sees them in that order)."""
+    sheet = Path(kit) / "scoring_sheet.csv"
+    if not sheet.is_file():
+        raise SheetError(f"{kit}: not an MGS kit (no scoring_sheet.csv; make one with `painface mgs sample`)")
+    return pd.read_csv(sheet, dtype=str)["image"].tolist()
+
+
+def scorer_sheet(kit, scorer: str) -> Path:
+    if not _SCORER.match(scorer or ""):
+        raise SheetError(f"scorer '{scorer}': use 1-40 letters, digits, '-', '_' or '.', letter or digit first")
+    return Path(kit) / SCORES / f"{scorer}.csv"
+
+
+def load_scores(kit, scorer: str) -> pd.DataFrame:
+    """A scorer's sheet so far: every image of the kit, empty cells where not yet scored."""
+    images = kit_images(kit)
+    path = scorer_sheet(kit, scorer)
+    blank = pd.DataFrame({"image": images, **{u: "" for u in MGS_UNITS}, "exclude": ""})
+    if not path.is_file():
+        return blank
+    done = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("image")
+    return blank.set_index("image").assign(**{c: done[c] for c in (*MGS_UNITS, "exclude")}).fillna("").reset_index()
+
+
+def save_score(kit, scorer: str, image: str, scores: dict | None, exclude: str = "") -> pd.DataFrame:
+    """Record one image's five unit scores (0/1/2), or its exclusion, and rewrite the sheet
+    atomically: a crash between two images loses nothing already scored."""
+    sheet = load_scores(kit, scorer)
+    if image not in set(sheet["image"]):
+        raise SheetError(f"{kit}: image '{image}' is not in this kit")
+    exclude = str(exclude or "").strip()
+    row = sheet.index[sheet["image"] == image][0]
+    if exclude:
+        sheet.loc[row, list(MGS_UNITS)] = ""
+    else:
+        for u in MGS_UNITS:
+            v = (scores or {}).get(u)
+            if str(v) not in ("0", "1", "2"):
+                raise SheetError(f"{image}: unit '{u}': score '{v}' is not 0, 1 or 2")
+            sheet.loc[row, u] = str(v)
+    sheet.loc[row, "exclude"] = exclude
+    path = scorer_sheet(kit, scorer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _csv(sheet, path)
+    return sheet
+
+
+def scorers(kit) -> list[str]:
+    return sorted(p.stem for p in (Path(kit) / SCORES).glob("*.csv"))
+
+
+def agreement(kit) -> pd.DataFrame:
+    """Inter-rater agreement per pair of scorers: Cohen's kappa (quadratic weights, as the
+    scores are ordinal) per action unit and for the total, over images both scored and
+    neither excluded (scikit-learn's ``cohen_kappa_score``)."""
+    from itertools import combinations
+
+    from sklearn.metrics import cohen_kappa_score
+
+    rows = []
+    sheets = {s: load_scores(kit, s).set_index("image") for s in scorers(kit)}
+    for a, b in combinations(sheets, 2):
+        sa, sb = sheets[a], sheets[b]
+        both = [
+            i
+            for i in sa.index
+            if sa.loc[i, "exclude"] == sb.loc[i, "exclude"] == ""
+            and all(sa.loc[i, u] != "" and sb.loc[i, u] != "" for u in MGS_UNITS)
+        ]
+        row = {"scorer_a": a, "scorer_b": b, "n_images": len(both)}
+        for u in (*MGS_UNITS, "total"):
+            if u == "total":
+                x = sa.loc[both, list(MGS_UNITS)].astype(int).sum(axis=1)
+                y = sb.loc[both, list(MGS_UNITS)].astype(int).sum(axis=1)
+            else:
+                x, y = sa.loc[both, u].astype(int), sb.loc[both, u].astype(int)
+            # every possible score as a label: sklearn weighs by position in `labels`, so
+            # without them a total of 1 vs 6 would count as neighbours when 2-5 went unused
+            labels = list(range(2 * len(MGS_UNITS) + 1)) if u == "total" else [0, 1, 2]
+            # kappa is undefined when both scorers used a single, identical score throughout
+            row[f"kappa_{u}"] = (
+                float(cohen_kappa_score(x, y, labels=labels, weights="quadratic"))
+                if len(both) and len(set(x) | set(y)) > 1
+                else np.nan
+            )
+        rows.append(row)
+    kappas = [f"kappa_{u}" for u in (*MGS_UNITS, "total")]
+    return pd.DataFrame(rows, columns=["scorer_a", "scorer_b", "n_images", *kappas])

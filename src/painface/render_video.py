@@ -16,7 +16,7 @@ from painface.errors import PainfaceError
 from painface.files import temporary_name
 from painface.predictions import read_predictions
 from painface.scoring import is_pain
-from painface.store import read_index
+from painface.store import read_index, read_summaries
 from painface.video import H264Writer, open_video
 
 POINT_COLOURS = {"nose": (80, 220, 80), "right_eye": (60, 60, 255), "left_eye": (255, 120, 60)}
@@ -38,6 +38,12 @@ def render_annotated(
         raise PainfaceError(f"{store}: no crops for session '{session_id}', camera '{camera}'")
     pred, _ = read_predictions(predictions, store)
     pred = pred[(pred.session_id == session_id) & (pred.camera == camera)].set_index("frame")["p_pain"]
+    # the store counts a session's frames from the camera's frame_offset; draw on raw frames
+    summaries = read_summaries(store)
+    unit = summaries[(summaries.session_id == session_id) & (summaries.camera == camera)]
+    offset = int(unit["frame_offset"].iloc[0]) if len(unit) and "frame_offset" in unit else 0
+    idx.index = idx.index + offset
+    pred.index = pred.index + offset
     cap, n, fps, (w, h) = open_video(video)
     # running pain probability: fraction of face frames called pain over the last window_s seconds
     called = pd.Series(np.nan, index=np.arange(n))
