@@ -186,6 +186,17 @@ def test_run_matches_the_separate_commands_and_reruns_only_what_changed(lab, che
     wide = pd.read_excel(lab / "results" / "results.xlsx", sheet_name="per_minute", header=[0, 1], index_col=0)
     assert list(dict.fromkeys(wide.columns.get_level_values(0))) == ["ac", "b6"]
 
+    # `painface review` finds the project's results, store, predictions and model, from
+    # the project folder or from its results folder
+    from painface.review import locate
+
+    for where in (lab, lab / "results"):
+        src = locate(where)
+        assert Path(src.results).resolve() == (lab / "results").resolve()
+        assert Path(src.store).resolve() == (lab / "store").resolve()
+        assert Path(src.predictions).resolve() == (lab / "predictions" / "predictions.parquet").resolve()
+        assert Path(src.checkpoint).resolve() == Path(checkpoint).resolve()
+
     # nothing changed: nothing runs
     assert set(run_project(lab, show_progress=False).values()) <= {"up to date", "not needed"}
     # an analysis setting: only analyze

@@ -244,8 +244,10 @@ def test_blind_mgs_scoring_by_keyboard_survives_a_reload_and_feeds_mgs_compare(s
         assert browser.find_element(By.ID, "image").get_attribute("alt") == sheet_order[2]
         body.send_keys("2", Keys.BACKSPACE)
         score(2, presses[2])
-        score(3, presses[3])
-        score(4, presses[4])
+        # a fast scorer types the next image's scores while this one is saved: they queue
+        assert browser.find_element(By.ID, "image").get_attribute("alt") == sheet_order[3]
+        body.send_keys(*[str(k) for k in presses[3] + presses[4]])
+        _wait(lambda: "5 of 5" in browser.find_element(By.ID, "progress").text, what="images 4 and 5 saved")
         _wait(lambda: browser.find_element(By.ID, "finished").is_displayed(), what="the finished message")
         # a second scorer through the same endpoint the page uses
         second = [[2, 2, 1, 0, 0], None, [0, 0, 1, 1, 0], [1, 2, 2, 2, 2], [0, 1, 0, 0, 0]]

@@ -69,7 +69,7 @@ def locate(
             from painface.pipeline import checkpoint_of
             from painface.project import load_project
 
-            spec = load_project(root)
+            root, spec = load_project(root)
             ckpt = checkpoint_of(root, spec)
             found = dict(
                 results=root / "results",
