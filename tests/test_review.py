@@ -322,3 +322,31 @@ def test_agreement_needs_both_scorers_to_have_scored_an_image(store, tmp_path):
     assert t.loc[0, "kappa_total"] == pytest.approx(1.0)  # identical scores on the shared images
     sheet = pd.read_csv(kit / "scores" / "a.csv", dtype=str, keep_default_na=False)
     assert list(sheet["image"]) == images and list(sheet["orbital_tightening"]) == ["1", "2", ""]
+
+
+def test_painface_review_prints_its_url_serves_and_stops_on_ctrl_c(sources, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "painface", "review", str(sources.results), "--port", "0", "--gallery-n", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = ""
+        while "http://" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+        url = line.split()[2]
+        assert url.startswith("http://127.0.0.1:")
+        page = urllib.request.urlopen(url).read().decode()
+        assert "<h1>t</h1>" in page  # the study's name
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
