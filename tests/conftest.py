@@ -84,9 +84,11 @@ TRAIN_OVERRIDES = {
 }
 
 
-def train_overrides(store, output_dir, **changes) -> list[str]:
-    """Hydra overrides for a quick training on ``store``; ``"~key": None`` deletes a key."""
-    merged = {**TRAIN_OVERRIDES, "data.store": store, "paths.output_dir": output_dir, **changes}
+def train_overrides(store, output_dir=None, **changes) -> list[str]:
+    """Hydra overrides for a quick training on ``store`` (writing to ``output_dir`` unless
+    None); ``"~key": None`` deletes a key."""
+    where = {} if output_dir is None else {"paths.output_dir": output_dir}
+    merged = {**TRAIN_OVERRIDES, "data.store": store, **where, **changes}
     return [key if key.startswith("~") else f"{key}={value}" for key, value in merged.items()]
 
 

@@ -7,11 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, train_overrides
 
 
 def test_a_registered_toy_net_trains_from_one_config_file(compose, tmp_path):
@@ -108,18 +107,17 @@ def test_a_users_own_lightning_module_through_model_target(store, tmp_path):
             str(ROOT / "train.py"),
             "--config-dir",
             str(tmp_path / "conf"),
-            "model=mine",
-            "data=store",
-            f"data.store={store}",
-            "data.num_workers=0",
-            "data.persistent_workers=false",
-            "data.n_folds=2",
-            "model.net.input_size=64",
-            "+trainer.fast_dev_run=true",
-            "logger=csv",
-            "callbacks=none",
-            f"hydra.run.dir={tmp_path / 'run'}",
-            f"paths.output_dir={tmp_path / 'out'}",
+            *train_overrides(
+                store,
+                tmp_path / "out",
+                **{
+                    "model": "mine",
+                    "+trainer.fast_dev_run": "true",
+                    "logger": "csv",
+                    "callbacks": "none",
+                    "hydra.run.dir": tmp_path / "run",
+                },
+            ),
         ],
         capture_output=True,
         text=True,

@@ -18,29 +18,24 @@ def ckpt(tmp_path_factory, store):
     from hydra.core.global_hydra import GlobalHydra
 
     from painface.training import train
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, train_overrides
 
     out = tmp_path_factory.mktemp("ckpt")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(
             "train",
-            overrides=[
-                "data=store",
-                f"data.store={store}",
-                f"paths.output_dir={out}",
-                "data.num_workers=0",
-                "data.persistent_workers=false",
-                "data.samples_per_epoch=512",
-                "data.batch_size=64",
-                "data.n_folds=2",
-                "model.net.input_size=64",
-                "trainer.accelerator=cpu",
-                "trainer.max_epochs=2",
-                "trainer.enable_progress_bar=false",
-                "~callbacks.gradcam",
-                "logger=csv",
-            ],
+            overrides=train_overrides(
+                store,
+                out,
+                **{
+                    "data.samples_per_epoch": 512,
+                    "data.batch_size": 64,
+                    "trainer.max_epochs": 2,
+                    "~callbacks.gradcam": None,
+                    "logger": "csv",
+                },
+            ),
         )
     train(cfg)
     return out / "checkpoints" / "last.ckpt"

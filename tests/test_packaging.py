@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, lab_folder
+from tests.conftest import ROOT, lab_folder, train_overrides
 
 
 @pytest.fixture(scope="module")
@@ -126,21 +126,9 @@ def test_the_installed_wheel_runs_a_project(installed, manifest, store, tmp_path
     train(
         compose_config(
             "train",
-            [
-                "data=store",
-                f"data.store={store}",
-                f"paths.output_dir={tmp_path / 'model'}",
-                "data.num_workers=0",
-                "data.persistent_workers=false",
-                "data.samples_per_epoch=64",
-                "data.batch_size=32",
-                "data.n_folds=2",
-                "model.net.input_size=64",
-                "trainer.max_epochs=1",
-                "trainer.enable_progress_bar=false",
-                "logger=csv",
-                "~callbacks.gradcam",
-            ],
+            train_overrides(
+                store, tmp_path / "model", **{"trainer.max_epochs": 1, "logger": "csv", "~callbacks.gradcam": None}
+            ),
         )
     )
     ckpt = next((tmp_path / "model" / "checkpoints").glob("epoch*.ckpt"))

@@ -18,7 +18,7 @@ import yaml
 
 from painface.manifest import read_manifest
 from tests.conftest import lab_folder as _lab_folder
-from tests.conftest import shared_data
+from tests.conftest import shared_data, train_overrides
 
 PAINFACE = [sys.executable, "-m", "painface"]
 ANALYSIS = {
@@ -49,22 +49,16 @@ def checkpoint(store, tmp_path_factory):
     train(
         compose_config(
             "train",
-            [
-                "data=store",
-                f"data.store={store}",
-                f"paths.output_dir={out}",
-                "data.num_workers=0",
-                "data.persistent_workers=false",
-                "data.samples_per_epoch=128",
-                "data.batch_size=32",
-                "data.n_folds=2",
-                "model.net.input_size=64",
-                "trainer.max_epochs=1",
-                "trainer.accelerator=cpu",
-                "trainer.enable_progress_bar=false",
-                "logger=csv",
-                "~callbacks.gradcam",
-            ],
+            train_overrides(
+                store,
+                out,
+                **{
+                    "data.samples_per_epoch": 128,
+                    "trainer.max_epochs": 1,
+                    "logger": "csv",
+                    "~callbacks.gradcam": None,
+                },
+            ),
         )
     )
     return next((out / "checkpoints").glob("epoch*.ckpt"))

@@ -16,7 +16,7 @@ import pytest
 from painface import store as st
 from painface.cluster import ClusterConfig
 from painface.extract import ExtractConfig, extract
-from tests.conftest import ROOT
+from tests.conftest import ROOT, train_overrides
 
 SCRIPT = ROOT / "scripts" / "local-slurm"
 SMALL = dict(executor="slurm", cpus_per_task=1, mem_gb=1, time_min=10)
@@ -101,22 +101,15 @@ def test_a_cancelled_array_resumes_without_redoing_finished_videos(slurm, manife
 
 
 def _fast_overrides(store, tmp_path):
-    return [
-        "data=store",
-        f"data.store={store}",
-        "data.num_workers=0",
-        "data.persistent_workers=false",
-        "data.samples_per_epoch=64",
-        "data.batch_size=32",
-        "data.n_folds=2",
-        "model.net.input_size=64",
-        "trainer.max_epochs=1",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "logger=csv",
-        "~callbacks.gradcam",
-        f"paths.log_dir={tmp_path / 'logs'}",
-    ]
+    return train_overrides(
+        store,
+        **{
+            "trainer.max_epochs": 1,
+            "logger": "csv",
+            "~callbacks.gradcam": None,
+            "paths.log_dir": tmp_path / "logs",
+        },
+    )
 
 
 def test_a_hydra_sweep_runs_as_slurm_jobs(slurm, store, tmp_path):

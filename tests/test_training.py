@@ -12,7 +12,7 @@ from painface.config import ConfigError
 from painface.data import DataError
 from painface.models import ModelError, PainClassifier, PaperCNN
 from painface.training import train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, train_overrides
 
 FAST = [
     "trainer.max_epochs=1",
@@ -131,19 +131,7 @@ def _cli(args, cwd, env_extra=None, timeout=600):
 
 
 def _cli_overrides(store):
-    return [
-        "data=store",
-        f"data.store={store}",
-        "data.num_workers=0",
-        "data.persistent_workers=false",
-        "data.samples_per_epoch=64",
-        "data.batch_size=32",
-        "data.n_folds=2",
-        "model.net.input_size=64",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        *FAST,
-    ]
+    return [*train_overrides(store), *FAST]
 
 
 def test_unknown_names_and_typos_exit_nonzero_with_one_line(store, tmp_path):
@@ -332,22 +320,16 @@ def test_training_killed_mid_epoch_resumes_to_the_same_epoch_and_step(store, tmp
 
     import torch
 
-    args = [
-        "data=store",
-        f"data.store={store}",
-        "data.num_workers=0",
-        "data.persistent_workers=false",
-        "data.samples_per_epoch=512",
-        "data.batch_size=32",
-        "data.n_folds=2",
-        "model.net.input_size=64",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "trainer.max_epochs=4",
-        "~callbacks.gradcam",
-        "logger=csv",
-        "test=false",
-    ]
+    args = train_overrides(
+        store,
+        **{
+            "data.samples_per_epoch": 512,
+            "trainer.max_epochs": 4,
+            "~callbacks.gradcam": None,
+            "logger": "csv",
+            "test": "false",
+        },
+    )
 
     def final(run):
         ck = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -253,13 +253,14 @@ def build_gallery(
     idx = read_index(sources.store, verify=False)
     pick = idx.iloc[np.random.default_rng(seed).permutation(len(idx))[:n]].reset_index(drop=True)
     folder.mkdir(parents=True, exist_ok=True)
+    from painface.scoring import is_pain
+
     items = []
     if sources.checkpoint is not None:
         from painface.data import CropDataset
         from painface.gradcam import overlay
         from painface.interpret import load_for_explain, run_gradcam
         from painface.regions import crop_keypoints, positive_regions, region_masks_from_keypoints
-        from painface.scoring import is_pain
 
         model = load_for_explain(sources.checkpoint)
         ds = CropDataset(sources.store, pick, model.input_size, train=False)
@@ -281,7 +282,7 @@ def build_gallery(
             name = f"{i:05d}.png"
             _write_png(folder / name, reader.read(r["image"], r["offset"], r["nbytes"])[..., ::-1])
             p = pred.get(r["crop_id"], np.nan)
-            items.append(_item(r, name, p, "pain" if p >= 0.5 else "no_pain" if p == p else "unscored", []))
+            items.append(_item(r, name, p, "unscored" if p != p else "pain" if is_pain(p) else "no_pain", []))
     out = {"key": key, "gradcam": sources.checkpoint is not None, "items": items}
     write_json(index_file, out)
     return out
