@@ -1,12 +1,14 @@
 """From video to store in one decode: DeepLabCut's own PyTorch inference runner and the
 crop rules on the same frames (paper steps 2-3 without an intermediate video).
 
-Each video is decoded once by a reader thread that feeds a bounded queue; the main thread
-downscales each batch to the analysis size (1280x720 in the paper), runs DeepLabCut on it,
-scales the keypoints back to full resolution, applies the crop rules to the full-resolution
-frames and writes the store part. DeepLabCut's ``.h5`` (its own layout and scorer name) is
-written beside, so the keypoints can be inspected with DeepLabCut's tools. The slower of
-decoding and inference sets the pace.
+Three threads per video, joined by bounded queues: a reader decodes each batch and
+downscales it to the analysis size (1280x720 in the paper); the main thread runs DeepLabCut
+on it, scales the keypoints back to full resolution and applies the crop rules; a cropper
+cuts, resizes and encodes the crops from the full-resolution frames into the store part.
+OpenCV releases the GIL while it decodes, resizes and encodes, so these overlap with
+inference and the slower of decoding and inference sets the pace. DeepLabCut's ``.h5``
+(its own layout and scorer name) is written beside, so the keypoints can be inspected
+with DeepLabCut's tools.
 
 DeepLabCut resets the root logger and the global seeds when imported, so all of this runs
 in a DeepLabCut subprocess (``painface.dlc``), one per call.
@@ -37,26 +39,47 @@ def analysis_size(width: int, height: int, analysis_height: int | None) -> tuple
     return int(round(width * analysis_height / height)), analysis_height
 
 
-def _reader(video: str, batch: int, out: queue.Queue) -> None:
-    """Decode ``video`` into batches of BGR frames; None at the end, an exception on failure."""
+def analysis_frames(frames: list[np.ndarray], size: tuple[int, int] | None) -> list[np.ndarray]:
+    """BGR frames as DeepLabCut reads them: RGB, at the analysis size."""
+    small = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) if size else f for f in frames]
+    return [np.ascontiguousarray(f[..., ::-1]) for f in small]
+
+
+def _reader(video: str, batch: int, size, out: queue.Queue, stop: threading.Event) -> None:
+    """Decode ``video`` into batches of (full-resolution BGR frames, analysis frames); None
+    at the end, an exception on failure."""
     cap = cv2.VideoCapture(video)
     try:
         frames = []
-        while True:
+        while not stop.is_set():
             ok, frame = cap.read()
+            if ok:
+                frames.append(frame)
+            if frames and (len(frames) == batch or not ok):
+                out.put((frames, analysis_frames(frames, size)))
+                frames = []
             if not ok:
                 break
-            frames.append(frame)
-            if len(frames) == batch:
-                out.put(frames)
-                frames = []
-        if frames:
-            out.put(frames)
         out.put(None)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         out.put(exc)
     finally:
         cap.release()
+
+
+def _cropper(part: PartCropper, work: queue.Queue, failed: list) -> None:
+    """Cut the crops of each batch into the part; after a failure, only drain the queue."""
+    while (item := work.get()) is not None:
+        if failed:
+            continue
+        frames, first, rule, centre, kp = item
+        try:
+            for i, image in enumerate(frames):
+                n = first + i
+                if n >= part.offset and rule[i] != RULE_SKIP:
+                    part.add(n, image, rule[i], centre[i], {p: kp[p][i] for p in FACE_POINTS})
+        except BaseException as exc:  # re-raised by the main thread
+            failed.append(exc)
 
 
 def face_arrays(pred: np.ndarray, bodyparts: list[str], bodypart_map: dict) -> dict[str, np.ndarray]:
@@ -96,20 +119,27 @@ def video_to_part(
     size = analysis_size(w, h, analysis_height)
     sx, sy = (w / size[0], h / size[1]) if size else (1.0, 1.0)
     part = PartCropper(row, store_root, cfg, w, h)
-    frames_q: queue.Queue = queue.Queue(maxsize=3)  # bounded: decoding runs at most 3 batches ahead
-    reader = threading.Thread(target=_reader, args=(video, batch, frames_q), daemon=True)
+    # bounded: decoding runs at most 3 batches ahead of inference, cropping 3 behind it
+    frames_q: queue.Queue = queue.Queue(maxsize=3)
+    work: queue.Queue = queue.Queue(maxsize=3)
+    stop, failed = threading.Event(), []
+    reader = threading.Thread(target=_reader, args=(video, batch, size, frames_q, stop), daemon=True)
+    cropper = threading.Thread(target=_cropper, args=(part, work, failed), daemon=True)
     reader.start()
+    cropper.start()
     preds, rules, reasons = [], [], []
     frame_no = 0
     try:
         while True:
-            frames = frames_q.get()
-            if frames is None:
+            item = frames_q.get()
+            if item is None:
                 break
-            if isinstance(frames, BaseException):
-                raise frames
-            small = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) if size else f for f in frames]
-            out = runner.inference(images=[np.ascontiguousarray(f[..., ::-1]) for f in small])  # DeepLabCut reads RGB
+            if isinstance(item, BaseException):
+                raise item
+            if failed:
+                raise failed[0]
+            frames, small = item
+            out = runner.inference(images=small)
             pred = np.stack([p["bodyparts"][0, :, :3] for p in out]).astype(float)  # the first (only) animal
             pred[..., 0] *= sx  # back to full resolution (paper step 2)
             pred[..., 1] *= sy
@@ -118,11 +148,12 @@ def video_to_part(
             rule, centre, reason = part.rules_for(kp)
             rules.append(rule)
             reasons.append(reason)
-            for i, image in enumerate(frames):
-                n = frame_no + i
-                if n >= part.offset and rule[i] != RULE_SKIP:
-                    part.add(n, image, rule[i], centre[i], {p: kp[p][i] for p in FACE_POINTS})
+            work.put((frames, frame_no, rule, centre, kp))
             frame_no += len(frames)
+        work.put(None)
+        cropper.join()
+        if failed:
+            raise failed[0]
         if frame_no == 0:
             raise VideoError(f"{video}: no decodable frames")
         if n_header and abs(n_header - frame_no) > 1:
@@ -135,10 +166,22 @@ def video_to_part(
         summary["keypoints"] = str(target)
         return summary
     except BaseException:
+        stop.set()
+        _drain(frames_q)  # unblock a reader waiting on a full queue
+        work.put(None)
+        cropper.join(timeout=30)
         part.abort()
         raise
     finally:
         reader.join(timeout=5)
+
+
+def _drain(q: queue.Queue) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
 
 
 def build_runner(

@@ -1,0 +1,96 @@
+"""The one-pass path's threads (reader -> inference -> cropper) without DeepLabCut: a
+stand-in runner answers with the synthetic recording's true keypoints, seen at the
+analysis size, so the store must equal `extract` from the keypoint file, crop for crop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from painface import store as st
+from painface.extract import ExtractConfig, PartCropper, extract, prepare_store
+from painface.keypoints import FACE_POINTS, face_points, read_dlc
+from painface.manifest import read_manifest
+from painface.onepass import video_to_part
+
+
+class TruthRunner:
+    """DeepLabCut's runner interface: ``inference(images)`` -> one dict per image, in order."""
+
+    def __init__(self, points: dict[str, np.ndarray], scale: float, shape: tuple[int, int]):
+        self.points, self.scale, self.shape, self.next = points, scale, shape, 0
+
+    def inference(self, images):
+        out = []
+        for image in images:
+            assert image.shape[:2] == self.shape  # the reader downscaled it to the analysis size
+            bp = np.stack([self.points[p][self.next] for p in FACE_POINTS]).copy()
+            bp[:, :2] /= self.scale  # keypoints as DeepLabCut finds them on the small frame
+            out.append({"bodyparts": bp[None]})
+            self.next += 1
+        return out
+
+
+def _row(manifest, camera="cam1"):
+    m = read_manifest(manifest)
+    return m[(m.session_id == "ac_m01_post") & (m.camera == camera)].iloc[0].to_dict()
+
+
+def test_one_pass_threads_give_the_store_that_extract_gives(manifest, tmp_path):
+    row = _row(manifest)
+    cfg = ExtractConfig(crop_size=64)
+    pts = face_points(read_dlc(row["keypoints"]))
+    # 320x180 analysed at 90 rows: half size, so keypoints are scaled back by 2 (paper step 2)
+    runner = TruthRunner(pts, 2.0, (90, 160))
+    one = prepare_store(tmp_path / "one", cfg)
+    summary = video_to_part(
+        {**row, "keypoints": None}, one, cfg, runner, "DLC_truth", list(FACE_POINTS), tmp_path / "kp", 5, 90
+    )
+    assert runner.next == summary["frames"]  # every frame went through inference once
+    pd.DataFrame([row]).to_csv(tmp_path / "m.csv", index=False)
+    _, errors = extract(tmp_path / "m.csv", tmp_path / "two", cfg, show_progress=False)
+    assert not errors
+    a, b = st.read_index(one), st.read_index(tmp_path / "two")
+    pd.testing.assert_frame_equal(a.drop(columns=["image", "offset"]), b.drop(columns=["image", "offset"]))
+    ra, rb = st.CropReader(one), st.CropReader(tmp_path / "two")
+    for (_, x), (_, y) in zip(a.iterrows(), b.iterrows()):
+        # (x["nbytes"], not x.nbytes: a Series has its own nbytes)
+        crop_a = ra.read(x["image"], x["offset"], x["nbytes"])
+        assert np.array_equal(crop_a, rb.read(y["image"], y["offset"], y["nbytes"]))
+    # DeepLabCut's own layout beside it, at full resolution
+    h5 = read_dlc(tmp_path / "kp" / f"{row['video'].rsplit('/', 1)[-1][:-4]}DLC_truth.h5")
+    back = face_points(h5)
+    for p in FACE_POINTS:
+        np.testing.assert_allclose(back[p][: len(pts[p])], pts[p][: len(back[p])], equal_nan=True)
+
+
+def test_a_failure_while_cropping_stops_the_video_and_publishes_nothing(manifest, tmp_path, monkeypatch):
+    row = _row(manifest)
+    cfg = ExtractConfig(crop_size=64)
+    pts = face_points(read_dlc(row["keypoints"]))
+    root = prepare_store(tmp_path / "s", cfg)
+    calls = []
+
+    def broken(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise OSError("disk full")
+        return original(self, *args, **kwargs)
+
+    original = PartCropper.add
+    monkeypatch.setattr(PartCropper, "add", broken)
+    with pytest.raises(OSError, match="disk full"):
+        video_to_part(
+            {**row, "keypoints": None},
+            root,
+            cfg,
+            TruthRunner(pts, 1.0, (180, 320)),
+            "D",
+            list(FACE_POINTS),
+            tmp_path / "kp",
+            4,
+            None,
+        )
+    assert st.finished_units(root) == set()
+    assert not list((tmp_path / "kp").glob("*.h5"))
