@@ -40,7 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/datamodule_throughput.py > benchmarks/results/datamodule_throughput.json
 	$(BIN)/python benchmarks/dlc_speed.py > benchmarks/results/dlc_speed_cspnext_s.json
 	$(BIN)/python benchmarks/difficulty.py | tee benchmarks/results/difficulty.txt
-	$(BIN)/python benchmarks/pipeline_speed.py --sizes 640x360 1920x1080 --frames 900 > benchmarks/results/pipeline_speed.json
+	$(BIN)/python benchmarks/pipeline_speed.py --sizes 640x360 1920x1080 3840x2160 --frames 600 > benchmarks/results/pipeline_speed.json
 	scripts/local-slurm start && $(BIN)/python benchmarks/slurm_overhead.py > benchmarks/results/slurm_overhead.json
 	# about 2.5 min per unit and seed on 2 cores (30 runs for 5 seeds); resumes where it stopped
 	$(BIN)/python benchmarks/planted_regions.py | tee benchmarks/results/planted_regions.txt

@@ -92,6 +92,19 @@ def train_overrides(store, output_dir=None, **changes) -> list[str]:
     return [key if key.startswith("~") else f"{key}={value}" for key, value in merged.items()]
 
 
+@pytest.fixture(scope="session")
+def quick_checkpoint(store, tmp_path_factory) -> Path:
+    """A model trained for one short epoch on the test store, for tests where any model will
+    do (they compare two routes to one answer, or need a network to run): trained once."""
+    from painface.entry import compose_config
+    from painface.training import train
+
+    out = tmp_path_factory.mktemp("quick_model")
+    changes = {"data.samples_per_epoch": 128, "trainer.max_epochs": 1, "logger": "csv", "~callbacks.gradcam": None}
+    train(compose_config("train", train_overrides(store, out, **changes)))
+    return next((out / "checkpoints").glob("epoch*.ckpt"))
+
+
 @pytest.fixture
 def compose(store, tmp_path):
     """Compose the training config as train.py would, pointed at the test store."""

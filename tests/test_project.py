@@ -18,7 +18,7 @@ import yaml
 
 from painface.manifest import read_manifest
 from tests.conftest import lab_folder as _lab_folder
-from tests.conftest import shared_data, train_overrides
+from tests.conftest import shared_data
 
 PAINFACE = [sys.executable, "-m", "painface"]
 ANALYSIS = {
@@ -40,28 +40,9 @@ def _cli(*args, cwd=None, check=True, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(store, tmp_path_factory):
+def checkpoint(quick_checkpoint):
     """A small trained model (any model will do: the tests compare two routes to one answer)."""
-    from painface.entry import compose_config
-    from painface.training import train
-
-    out = tmp_path_factory.mktemp("model")
-    train(
-        compose_config(
-            "train",
-            train_overrides(
-                store,
-                out,
-                **{
-                    "data.samples_per_epoch": 128,
-                    "trainer.max_epochs": 1,
-                    "logger": "csv",
-                    "~callbacks.gradcam": None,
-                },
-            ),
-        )
-    )
-    return next((out / "checkpoints").glob("epoch*.ckpt"))
+    return quick_checkpoint
 
 
 def _configure(project: Path, checkpoint: Path, **extract) -> None:

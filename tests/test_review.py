@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import analysis_study_file, fake_predictions, train_overrides
+from tests.conftest import analysis_study_file, fake_predictions
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -23,29 +23,15 @@ pytest.importorskip("plotly")
 
 
 @pytest.fixture(scope="module")
-def sources(store, tmp_path_factory):
+def sources(store, quick_checkpoint, tmp_path_factory):
     """A study analysed from predictions with known probabilities, and a checkpoint for Grad-CAM."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     from painface.analysis import analyze_study
     from painface.review import locate
-    from painface.training import train
-    from tests.conftest import ROOT
 
     tmp = tmp_path_factory.mktemp("review")
     pred = fake_predictions(store, tmp)
     analyze_study(analysis_study_file(tmp, bin_s=6), pred, store, tmp / "results")  # 0.1-min bins
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=train_overrides(
-                store, tmp / "run", **{"trainer.max_epochs": 1, "~callbacks.gradcam": None, "logger": "csv"}
-            ),
-        )
-    train(cfg)
-    return locate(tmp / "results", ckpt_path=tmp / "run" / "checkpoints" / "last.ckpt")
+    return locate(tmp / "results", ckpt_path=quick_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -158,13 +158,8 @@ def _completed(name: str, since: str, want: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def ckpt(store, tmp_path_factory):
-    from painface.entry import compose_config
-    from painface.training import train
-
-    tmp = tmp_path_factory.mktemp("model")
-    train(compose_config("train", [*_fast_overrides(store, tmp), f"paths.output_dir={tmp}"]))
-    return next((tmp / "checkpoints").glob("epoch*.ckpt"))
+def ckpt(quick_checkpoint):
+    return quick_checkpoint
 
 
 def test_two_srun_tasks_count_every_test_image_once(slurm, store, ckpt, tmp_path):
