@@ -227,6 +227,17 @@ def test_one_pass_equals_analyze_videos_on_a_lossless_copy(trained, clip, tmp_pa
     one, two = read_index(tmp_path / "store"), read_index(tmp_path / "two_pass")
     assert 0 < len(one) < 45 and set(one["crop_id"]) == set(two["crop_id"])
     assert (tmp_path / "kp" / "manifest.csv").exists()
+    # `painface keypoints` runs the same runner on the same frames, without the crops
+    from painface.cli import main
+
+    args = ["--config", str(trained), "--out", str(tmp_path / "kp2"), "--analysis-height", "240", "--device", "cpu"]
+    assert main(["keypoints", str(_manifest_for(clip, tmp_path)), *args]) == 0
+    only = pd.read_hdf(next((tmp_path / "kp2").glob("m3v1_clipDLC_*.h5")), "df_with_missing")
+    pd.testing.assert_frame_equal(only, mine)
+    scale = json.loads(next((tmp_path / "kp2").glob("*_scale.json")).read_text())
+    assert scale["analysis_size"] == [320, 240] and scale["scale_x"] == scale["scale_y"] == 2.0
+    m = pd.read_csv(tmp_path / "kp2" / "manifest.csv")
+    assert m.loc[0, "keypoints"].endswith(".h5") and not list((tmp_path / "kp2").glob("*.mp4"))  # no video copy
 
 
 @pytest.mark.slow

@@ -473,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_store_export)
 
-    s = sub.add_parser("keypoints", help="run DeepLabCut analyze_videos for every video of a manifest")
+    s = sub.add_parser(
+        "keypoints", help="DeepLabCut keypoints for every video of a manifest (frames downscaled in memory)"
+    )
     s.add_argument("manifest")
     s.add_argument("--config", required=True, help="DeepLabCut project config.yaml")
     s.add_argument("--out", required=True, help="folder for keypoint files and the updated manifest")

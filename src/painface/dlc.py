@@ -26,7 +26,6 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import yaml
-from tqdm import tqdm
 
 from painface.errors import PainfaceError
 from painface.files import atomic_write
@@ -305,8 +304,9 @@ def add_keypoints(
 ) -> Path:
     """Analyze every video lacking keypoints; write ``out/manifest.csv`` pointing at the results.
 
-    Videos taller than ``analysis_height`` are analysed on a 16:9-preserving downscaled
-    copy (the paper analysed 4K video at 1280x720), then scaled back. ``cluster``
+    Videos taller than ``analysis_height`` are downscaled in memory, keeping the aspect (the
+    paper analysed 4K video at 1280x720), and the keypoints scaled back; no intermediate
+    video is written, and all videos share one DeepLabCut process. ``cluster``
     (a ``ClusterConfig`` with executor slurm): one SLURM array task per video (or chunk).
     """
     df = read_manifest(manifest)
@@ -315,11 +315,7 @@ def add_keypoints(
     todo = []
     for i in range(len(df)):
         if pd.isna(df.at[i, "keypoints"]):
-            cap = cv2.VideoCapture(df.at[i, "video"])
-            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            cap.release()
-            size = (int(round(w * analysis_height / h)), analysis_height) if h > analysis_height else None
-            todo.append((i, (str(config), df.at[i, "video"], str(out), shuffle, size, device)))
+            todo.append((i, (str(config), df.at[i, "video"], str(out), shuffle, analysis_height, device)))
     if cluster is not None and cluster.remote:
         from painface.cluster import map_on_slurm
 
@@ -339,20 +335,66 @@ def add_keypoints(
         write_manifest(df, out / "manifest.csv")  # what finished is kept: a re-run does the rest
         if failed:
             raise DLCError("DeepLabCut on SLURM: " + "; ".join(failed) + "; re-run to finish the rest")
-    else:
-        for i, job in tqdm(todo, desc="DeepLabCut", unit="video", disable=not show_progress):
-            df.at[i, "keypoints"] = _analyze_chunk([job])[0][1]
+    elif todo:
+        if show_progress:
+            print(f"DeepLabCut: {len(todo)} videos in one process", file=sys.stderr, flush=True)
+        done, errors = keypoints_in_memory(
+            config, [job[1] for _, job in todo], out, shuffle=shuffle, analysis_height=analysis_height, device=device
+        )
+        for i, job in todo:
+            if job[1] in done:
+                df.at[i, "keypoints"] = done[job[1]]
+        if errors:
+            write_manifest(df, out / "manifest.csv")  # what finished is kept: a re-run does the rest
+            raise DLCError("; ".join(errors) + "; re-run to finish the rest")
     target = out / "manifest.csv"
     write_manifest(df, target)
     return target
 
 
+def keypoints_in_memory(
+    config: str | Path,
+    videos: list[str],
+    dest: str | Path,
+    shuffle: int = 1,
+    snapshot_index: int = -1,
+    analysis_height: int | None = 720,
+    device: str = "auto",
+    batch_size: int = 8,
+    timeout: float | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """DeepLabCut's ``.h5`` for each video, from frames downscaled in memory and the keypoints
+    scaled back (``onepass.video_to_keypoints``): one subprocess and one model load for all
+    of them. Returns ({video: keypoint file}, error lines)."""
+    read_project(config)
+    result = _run(
+        {
+            "op": "keypoints",
+            "config": str(Path(config).resolve()),
+            "videos": [str(v) for v in videos],
+            "dest": str(Path(dest).resolve()),
+            "shuffle": shuffle,
+            "snapshot_index": snapshot_index,
+            "analysis_height": analysis_height,
+            "device": device,
+            "batch_size": batch_size,
+        },
+        timeout,
+    )
+    for path in result["keypoints"].values():
+        read_dlc(path)  # fail here, naming the file, if the output is unusable
+    return result["keypoints"], result["errors"]
+
+
 def _analyze_chunk(chunk: list) -> list[tuple[str, str]]:
-    """(video, keypoint file) for each job of one task."""
-    return [
-        (video, str(analyze_video(config, video, out, shuffle=shuffle, analysis_size=size, device=device)))
-        for config, video, out, shuffle, size, device in chunk
-    ]
+    """(video, keypoint file) for each job of one task: one DeepLabCut process for the chunk."""
+    config, _, out, shuffle, height, device = chunk[0]
+    done, errors = keypoints_in_memory(
+        config, [job[1] for job in chunk], out, shuffle=shuffle, analysis_height=height, device=device
+    )
+    if errors:
+        raise DLCError("; ".join(errors))
+    return [(video, done[video]) for video in (job[1] for job in chunk)]
 
 
 def _device(device: str) -> str:
@@ -437,6 +479,12 @@ def _job_analyze(job: dict) -> dict:
     return {"dest": job["dest"]}
 
 
+def _job_keypoints(job: dict) -> dict:
+    from painface.onepass import run_keypoints_job
+
+    return run_keypoints_job(job)
+
+
 def _job_onepass(job: dict) -> dict:
     from painface.onepass import run_job
 
@@ -445,7 +493,8 @@ def _job_onepass(job: dict) -> dict:
 
 def _main(argv: list[str]) -> int:
     job = json.loads(argv[0])
-    result = {"train": _job_train, "analyze": _job_analyze, "onepass": _job_onepass}[job["op"]](job)
+    ops = {"train": _job_train, "analyze": _job_analyze, "onepass": _job_onepass, "keypoints": _job_keypoints}
+    result = ops[job["op"]](job)
     Path(job["result"]).write_text(json.dumps(result))
     return 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,7 @@ import pandas as pd
 from painface import store as st
 from painface.crops import RULE_SKIP
 from painface.extract import ExtractConfig, PartCropper
-from painface.files import atomic_write
+from painface.files import atomic_write, write_json
 from painface.keypoints import FACE_POINTS
 from painface.video import VideoError, open_video
 
@@ -101,6 +102,68 @@ def dlc_frame(pred: np.ndarray, scorer: str, bodyparts: list[str]) -> pd.DataFra
     return pd.DataFrame(pred.reshape(len(pred), -1), columns=columns, index=range(len(pred)))
 
 
+def _keypoint_batches(video: str, runner, bodyparts, batch: int, size, scale):
+    """(full-resolution frames, keypoints (n, body parts, x/y/likelihood) at full resolution)
+    per batch: the reader thread decodes and downscales ahead, DeepLabCut runs here."""
+    frames_q: queue.Queue = queue.Queue(maxsize=3)  # bounded: decoding runs at most 3 batches ahead
+    stop = threading.Event()
+    reader = threading.Thread(target=_reader, args=(video, batch, size, frames_q, stop), daemon=True)
+    reader.start()
+    try:
+        while (item := frames_q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            frames, small = item
+            out = runner.inference(images=small)
+            pred = np.stack([p["bodyparts"][0, :, :3] for p in out]).astype(float)  # the first (only) animal
+            pred[..., 0] *= scale[0]  # back to full resolution (paper step 2)
+            pred[..., 1] *= scale[1]
+            yield frames, pred
+    finally:
+        stop.set()
+        _drain(frames_q)  # unblock a reader waiting on a full queue
+        reader.join(timeout=5)
+
+
+def _check_length(video: str, n_header: int, decoded: int) -> None:
+    if decoded == 0:
+        raise VideoError(f"{video}: no decodable frames")
+    if n_header and abs(n_header - decoded) > 1:
+        raise VideoError(f"{video}: the header says {n_header} frames, {decoded} decoded (truncated?)")
+
+
+def _write_h5(pred: np.ndarray, scorer: str, bodyparts: list[str], target: Path) -> Path:
+    with atomic_write(target) as tmp:
+        dlc_frame(pred, scorer, bodyparts).to_hdf(tmp, key="df_with_missing", format="table", mode="w")
+    return target
+
+
+def video_to_keypoints(
+    video: str, runner, scorer: str, bodyparts: list[str], dest: Path, batch: int, analysis_height: int | None
+) -> Path:
+    """``painface keypoints`` in memory: DeepLabCut's ``.h5`` for one video at full
+    resolution, from frames downscaled in memory (no intermediate video)."""
+    cap, n_header, _, (w, h) = open_video(video)
+    cap.release()
+    size = analysis_size(w, h, analysis_height)
+    scale = (w / size[0], h / size[1]) if size else (1.0, 1.0)
+    with closing(_keypoint_batches(video, runner, bodyparts, batch, size, scale)) as batches:
+        preds = [pred for _, pred in batches]
+    _check_length(video, n_header, sum(len(p) for p in preds))
+    target = _write_h5(np.concatenate(preds), scorer, bodyparts, Path(dest) / f"{Path(video).stem}{scorer}.h5")
+    write_json(
+        target.with_name(f"{target.stem}_scale.json"),
+        {
+            "video": str(video),
+            "full_size": [w, h],
+            "analysis_size": list(size or (w, h)),
+            "scale_x": scale[0],
+            "scale_y": scale[1],
+        },
+    )
+    return target
+
+
 def video_to_part(
     row: dict,
     store_root: Path,
@@ -117,63 +180,40 @@ def video_to_part(
     cap, n_header, _, (w, h) = open_video(video)
     cap.release()
     size = analysis_size(w, h, analysis_height)
-    sx, sy = (w / size[0], h / size[1]) if size else (1.0, 1.0)
+    scale = (w / size[0], h / size[1]) if size else (1.0, 1.0)
     part = PartCropper(row, store_root, cfg, w, h)
-    # bounded: decoding runs at most 3 batches ahead of inference, cropping 3 behind it
-    frames_q: queue.Queue = queue.Queue(maxsize=3)
-    work: queue.Queue = queue.Queue(maxsize=3)
-    stop, failed = threading.Event(), []
-    reader = threading.Thread(target=_reader, args=(video, batch, size, frames_q, stop), daemon=True)
+    work: queue.Queue = queue.Queue(maxsize=3)  # bounded: cropping runs at most 3 batches behind
+    failed: list = []
     cropper = threading.Thread(target=_cropper, args=(part, work, failed), daemon=True)
-    reader.start()
     cropper.start()
     preds, rules, reasons = [], [], []
     frame_no = 0
     try:
-        while True:
-            item = frames_q.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            if failed:
-                raise failed[0]
-            frames, small = item
-            out = runner.inference(images=small)
-            pred = np.stack([p["bodyparts"][0, :, :3] for p in out]).astype(float)  # the first (only) animal
-            pred[..., 0] *= sx  # back to full resolution (paper step 2)
-            pred[..., 1] *= sy
-            preds.append(pred)
-            kp = face_arrays(pred, bodyparts, cfg.bodypart_map)
-            rule, centre, reason = part.rules_for(kp)
-            rules.append(rule)
-            reasons.append(reason)
-            work.put((frames, frame_no, rule, centre, kp))
-            frame_no += len(frames)
+        with closing(_keypoint_batches(video, runner, bodyparts, batch, size, scale)) as batches:  # stops the reader
+            for frames, pred in batches:
+                if failed:
+                    raise failed[0]
+                preds.append(pred)
+                kp = face_arrays(pred, bodyparts, cfg.bodypart_map)
+                rule, centre, reason = part.rules_for(kp)
+                rules.append(rule)
+                reasons.append(reason)
+                work.put((frames, frame_no, rule, centre, kp))
+                frame_no += len(frames)
         work.put(None)
         cropper.join()
         if failed:
             raise failed[0]
-        if frame_no == 0:
-            raise VideoError(f"{video}: no decodable frames")
-        if n_header and abs(n_header - frame_no) > 1:
-            raise VideoError(f"{video}: the header says {n_header} frames, {frame_no} decoded (truncated?)")
-        all_pred = np.concatenate(preds)
-        target = dest / f"{Path(video).stem}{scorer}.h5"
-        with atomic_write(target) as tmp:
-            dlc_frame(all_pred, scorer, bodyparts).to_hdf(tmp, key="df_with_missing", format="table", mode="w")
+        _check_length(video, n_header, frame_no)
+        target = _write_h5(np.concatenate(preds), scorer, bodyparts, dest / f"{Path(video).stem}{scorer}.h5")
         summary = part.publish(np.concatenate(rules), np.concatenate(reasons), frame_no)
         summary["keypoints"] = str(target)
         return summary
     except BaseException:
-        stop.set()
-        _drain(frames_q)  # unblock a reader waiting on a full queue
         work.put(None)
         cropper.join(timeout=30)
         part.abort()
         raise
-    finally:
-        reader.join(timeout=5)
 
 
 def _drain(q: queue.Queue) -> None:
@@ -230,3 +270,24 @@ def run_job(job: dict) -> dict:
             errors.append(f"{row['video']}: {exc}")
         print(f"onepass: {len(summaries) + len(errors)}/{len(job['rows'])} videos", flush=True)
     return {"summaries": summaries, "errors": errors, "scorer": scorer}
+
+
+def run_keypoints_job(job: dict) -> dict:
+    """The DeepLabCut subprocess side of ``painface keypoints``: one runner, every video."""
+    from painface.dlc import _device
+
+    dest = Path(job["dest"])
+    dest.mkdir(parents=True, exist_ok=True)
+    runner, scorer, bodyparts = build_runner(
+        job["config"], job["shuffle"], job["snapshot_index"], _device(job["device"]), job["batch_size"]
+    )
+    done, errors = {}, []
+    for video in job["videos"]:
+        try:
+            done[video] = str(
+                video_to_keypoints(video, runner, scorer, bodyparts, dest, job["batch_size"], job["analysis_height"])
+            )
+        except Exception as exc:  # one bad video fails alone, named
+            errors.append(f"{video}: {exc}")
+        print(f"keypoints: {len(done) + len(errors)}/{len(job['videos'])} videos", flush=True)
+    return {"keypoints": done, "errors": errors, "scorer": scorer}
