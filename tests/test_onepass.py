@@ -94,3 +94,42 @@ def test_a_failure_while_cropping_stops_the_video_and_publishes_nothing(manifest
         )
     assert st.finished_units(root) == set()
     assert not list((tmp_path / "kp").glob("*.h5"))
+
+
+class SmallGPU(TruthRunner):
+    """Runs out of memory on more than ``fits`` frames at once, as a GPU would."""
+
+    def __init__(self, *args, fits: int):
+        super().__init__(*args)
+        self.fits, self.sizes = fits, []
+
+    def inference(self, images):
+        if len(images) > self.fits:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.sizes.append(len(images))
+        return super().inference(images)
+
+
+def test_a_batch_too_large_for_the_gpu_is_halved_not_fatal(manifest, tmp_path, capsys):
+    from painface.onepass import default_batch, infer, video_to_keypoints
+
+    assert (default_batch("cpu", None), default_batch("cuda:0", None), default_batch("cuda", 5)) == (8, 64, 5)
+    row = _row(manifest)
+    pts = face_points(read_dlc(row["keypoints"]))
+    args = ("D", list(FACE_POINTS))
+    ref = video_to_keypoints(row["video"], TruthRunner(pts, 1.0, (180, 320)), *args, tmp_path / "a", 8, None)
+    small = SmallGPU(pts, 1.0, (180, 320), fits=3)
+    got = video_to_keypoints(row["video"], small, *args, tmp_path / "b", 8, None)
+    pd.testing.assert_frame_equal(pd.read_hdf(got), pd.read_hdf(ref))
+    assert max(small.sizes) == 2 and small.next == len(pts["nose"])  # 8 -> 4 -> 2, and every frame once
+    assert "batch now 2 frames" in capsys.readouterr().out
+    # other errors, and running out of memory on a single frame, still fail
+    with pytest.raises(RuntimeError, match="out of memory"):
+        infer(SmallGPU(pts, 1.0, (180, 320), fits=0), [np.zeros((180, 320, 3), np.uint8)], [1])
+
+    class Broken(TruthRunner):
+        def inference(self, images):
+            raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        infer(Broken(pts, 1.0, (180, 320)), [np.zeros((180, 320, 3), np.uint8)] * 4, [4])

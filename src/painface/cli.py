@@ -454,7 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shuffle", type=int, default=1, help="the DeepLabCut shuffle")
     g.add_argument("--analysis-height", type=int, default=720, help="DeepLabCut sees frames this tall (paper: 720)")
     g.add_argument("--device", default="auto", help="auto: the GPU when there is one, else cpu")
-    g.add_argument("--dlc-batch-size", type=int, default=8, help="frames per DeepLabCut batch")
+    g.add_argument(
+        "--dlc-batch-size",
+        type=int,
+        default=None,
+        help="frames per DeepLabCut batch (default: 8 on the CPU, 64 on a GPU, halved while the GPU is out of memory)",
+    )
     add_cluster_options(s)
     s.set_defaults(func=_extract)
 

@@ -239,7 +239,7 @@ def extract_onepass(
     snapshot_index: int = -1,
     analysis_height: int | None = 720,
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,  # None: 8 on the CPU, 64 on a GPU (halved while out of memory)
     timeout: float | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Keypoints and crops in one decode per video (``painface.onepass``): DeepLabCut's runner on
@@ -360,7 +360,7 @@ def keypoints_in_memory(
     snapshot_index: int = -1,
     analysis_height: int | None = 720,
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,  # None: 8 on the CPU, 64 on a GPU (halved while out of memory)
     timeout: float | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """DeepLabCut's ``.h5`` for each video, from frames downscaled in memory and the keypoints

@@ -102,6 +102,42 @@ def dlc_frame(pred: np.ndarray, scorer: str, bodyparts: list[str]) -> pd.DataFra
     return pd.DataFrame(pred.reshape(len(pred), -1), columns=columns, index=range(len(pred)))
 
 
+def default_batch(device: str, batch: int | None) -> int:
+    """Frames per DeepLabCut batch: as given, else 8 on the CPU (larger batches gain nothing
+    there) and 64 on a GPU, halved on the fly while the GPU runs out of memory."""
+    if batch is not None:
+        return int(batch)
+    return 64 if str(device).startswith("cuda") else 8
+
+
+def infer(runner, images: list, limit: list[int]) -> list:
+    """``runner.inference`` in chunks of at most ``limit[0]`` frames; when the GPU runs out of
+    memory the chunk is halved (and stays halved for later batches) instead of failing."""
+    out, i = [], 0
+    while i < len(images):
+        chunk = images[i : i + limit[0]]
+        try:
+            out.extend(runner.inference(images=chunk))
+        except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
+            if "out of memory" not in str(exc).lower() or limit[0] == 1:
+                raise
+            limit[0] = max(1, len(chunk) // 2)
+            _free_gpu_memory()
+            print(f"onepass: GPU out of memory, DeepLabCut batch now {limit[0]} frames", flush=True)
+            continue
+        i += len(chunk)
+    return out
+
+
+def _free_gpu_memory() -> None:
+    try:
+        import torch
+
+        torch.cuda.empty_cache()
+    except Exception:  # no torch or no CUDA: nothing held
+        pass
+
+
 def _keypoint_batches(video: str, runner, bodyparts, batch: int, size, scale):
     """(full-resolution frames, keypoints (n, body parts, x/y/likelihood) at full resolution)
     per batch: the reader thread decodes and downscales ahead, DeepLabCut runs here."""
@@ -109,12 +145,13 @@ def _keypoint_batches(video: str, runner, bodyparts, batch: int, size, scale):
     stop = threading.Event()
     reader = threading.Thread(target=_reader, args=(video, batch, size, frames_q, stop), daemon=True)
     reader.start()
+    limit = [batch]
     try:
         while (item := frames_q.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             frames, small = item
-            out = runner.inference(images=small)
+            out = infer(runner, small, limit)
             pred = np.stack([p["bodyparts"][0, :, :3] for p in out]).astype(float)  # the first (only) animal
             pred[..., 0] *= scale[0]  # back to full resolution (paper step 2)
             pred[..., 1] *= scale[1]
@@ -252,9 +289,9 @@ def run_job(job: dict) -> dict:
     cfg = ExtractConfig(**job["extract"])
     root, dest = Path(job["store"]), Path(job["dest"])
     dest.mkdir(parents=True, exist_ok=True)
-    runner, scorer, bodyparts = build_runner(
-        job["config"], job["shuffle"], job["snapshot_index"], _device(job["device"]), job["batch_size"]
-    )
+    device = _device(job["device"])
+    batch = default_batch(device, job["batch_size"])
+    runner, scorer, bodyparts = build_runner(job["config"], job["shuffle"], job["snapshot_index"], device, batch)
     done = st.finished_units(root)
     summaries, errors = [], []
     for row in job["rows"]:
@@ -262,9 +299,7 @@ def run_job(job: dict) -> dict:
             continue
         try:
             summaries.append(
-                video_to_part(
-                    row, root, cfg, runner, scorer, bodyparts, dest, job["batch_size"], job["analysis_height"]
-                )
+                video_to_part(row, root, cfg, runner, scorer, bodyparts, dest, batch, job["analysis_height"])
             )
         except Exception as exc:  # one bad video fails alone, named
             errors.append(f"{row['video']}: {exc}")
@@ -278,15 +313,13 @@ def run_keypoints_job(job: dict) -> dict:
 
     dest = Path(job["dest"])
     dest.mkdir(parents=True, exist_ok=True)
-    runner, scorer, bodyparts = build_runner(
-        job["config"], job["shuffle"], job["snapshot_index"], _device(job["device"]), job["batch_size"]
-    )
+    device = _device(job["device"])
+    batch = default_batch(device, job["batch_size"])
+    runner, scorer, bodyparts = build_runner(job["config"], job["shuffle"], job["snapshot_index"], device, batch)
     done, errors = {}, []
     for video in job["videos"]:
         try:
-            done[video] = str(
-                video_to_keypoints(video, runner, scorer, bodyparts, dest, job["batch_size"], job["analysis_height"])
-            )
+            done[video] = str(video_to_keypoints(video, runner, scorer, bodyparts, dest, batch, job["analysis_height"]))
         except Exception as exc:  # one bad video fails alone, named
             errors.append(f"{video}: {exc}")
         print(f"keypoints: {len(done) + len(errors)}/{len(job['videos'])} videos", flush=True)
