@@ -125,7 +125,11 @@ def _run_locked(root: Path, spec: ProjectSpec, until: str | None, start: str | N
         upstream = fingerprint
     report = root / "results" / "report.html"
     ran = sum(v == "ran" for v in done.values())
-    where = f"report {report}" if report.exists() and "analyze" in done else f"stopped after {STAGES[last]}"
+    where = (
+        f"report {report} (in the browser: painface review {root})"
+        if report.exists() and "analyze" in done
+        else f"stopped after {STAGES[last]}"
+    )
     _log(
         f"painface run: {ran} stage(s) ran, {len(done) - ran} up to date or not needed, "
         f"{time.time() - t0:.0f} s; {where}"
