@@ -290,6 +290,12 @@ def test_review_inputs_fail_in_one_line_naming_them(store, tmp_path):
         save_score(kit, "alice", "mgs_nope.png", None, exclude="blurry")
     assert not (kit / "scores").exists()  # nothing half-written by the refused scores
     assert main(["review", str(tmp_path / "nowhere"), "--port", "0"]) == 1
+    import socket
+
+    with socket.socket() as busy:  # a port already taken: one line, exit 1
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["mgs", "score", str(kit), "--port", str(busy.getsockname()[1])]) == 1
     assert main(["mgs", "agreement", str(kit)]) == 1
 
 

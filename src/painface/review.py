@@ -503,6 +503,22 @@ class Server:
         self.thread.join(timeout=5)
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail in one line on a taken port (werkzeug would print a paragraph and exit)."""
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ReviewError(
+                f"--port {port}: {exc.strerror or exc}; choose another (--port 0: any free port)"
+            ) from None
+
+
 def serve(sources: Sources, host: str = "127.0.0.1", port: int = 8050, gallery_n: int = 120, open_browser=False):
     """Serve until Ctrl-C; prints the URL. Grad-CAM for the gallery is computed first, with progress."""
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -510,6 +526,7 @@ def serve(sources: Sources, host: str = "127.0.0.1", port: int = 8050, gallery_n
         raise ReviewError(f"--host {host}: review serves only on this machine (127.0.0.1)")
     if sources.results is not None and sources.store is not None:
         build_gallery(sources, gallery_n, show_progress=True)
+    _check_port(host, port)
     server = Server(create_app(sources, gallery_n), host, port)
     print(f"painface review: {server.url}  (Ctrl-C to stop)", flush=True)
     if open_browser:
