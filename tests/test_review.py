@@ -267,7 +267,7 @@ def test_blind_mgs_scoring_by_keyboard_survives_a_reload_and_feeds_mgs_compare(s
 def test_review_inputs_fail_in_one_line_naming_them(store, tmp_path):
     from painface.cli import main
     from painface.mgs import SheetError, sample, save_score
-    from painface.review import ReviewError, locate
+    from painface.review import ReviewError, build_gallery, locate
 
     with pytest.raises(ReviewError, match="nowhere"):
         locate(tmp_path / "nowhere")
@@ -289,6 +289,15 @@ def test_review_inputs_fail_in_one_line_naming_them(store, tmp_path):
     with pytest.raises(SheetError, match="'mgs_nope.png' is not in this kit"):
         save_score(kit, "alice", "mgs_nope.png", None, exclude="blurry")
     assert not (kit / "scores").exists()  # nothing half-written by the refused scores
+    # a hand-edited sheet with an impossible score is refused, not counted
+    save_score(kit, "carol", image, None, exclude="blurry")
+    sheet = kit / "scores" / "carol.csv"
+    sheet.write_text(sheet.read_text().replace("blurry", "").replace(f"{image},,,,,,", f"{image},3,0,0,0,0,"))
+    with pytest.raises(SheetError, match=r"carol.csv: row 2 .*'orbital_tightening': score '3'"):
+        save_score(kit, "carol", image, None, exclude="blurry")
+    (sheet).unlink()
+    with pytest.raises(ReviewError, match="--gallery-n"):
+        build_gallery(locate(None, kit=kit), n=0)
     assert main(["review", str(tmp_path / "nowhere"), "--port", "0"]) == 1
     import socket
 

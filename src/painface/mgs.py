@@ -219,7 +219,18 @@ def load_scores(kit, scorer: str) -> pd.DataFrame:
     blank = pd.DataFrame({"image": images, **{u: "" for u in MGS_UNITS}, "exclude": ""})
     if not path.is_file():
         return blank
-    done = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("image")
+    done = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in ("image", *MGS_UNITS, "exclude"):
+        if col not in done.columns:
+            raise SheetError(f"{path}: missing column '{col}'")
+    # a hand-edited sheet must not slip a 3 (or "x") into the agreement as a plausible score
+    for u in MGS_UNITS:
+        for i, v in done[u].items():
+            if v.strip() not in ("", "0", "1", "2"):
+                raise SheetError(
+                    f"{path}: row {i + 2} ({done.at[i, 'image']}), column '{u}': score '{v}' is not 0, 1 or 2"
+                )
+    done = done.set_index("image")
     return blank.set_index("image").assign(**{c: done[c] for c in (*MGS_UNITS, "exclude")}).fillna("").reset_index()
 
 

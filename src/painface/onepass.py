@@ -282,16 +282,21 @@ def build_runner(
     return runner, loader.scorer(snapshot, None), list(loader.model_cfg["metadata"]["bodyparts"])
 
 
-def run_job(job: dict) -> dict:
-    """The DeepLabCut subprocess side: every video of ``job["rows"]`` not yet in the store."""
+def _job_runner(job: dict):
+    """(runner, scorer, body parts, batch) for a job, on its device, with ``dest`` made."""
     from painface.dlc import _device
 
-    cfg = ExtractConfig(**job["extract"])
-    root, dest = Path(job["store"]), Path(job["dest"])
-    dest.mkdir(parents=True, exist_ok=True)
+    Path(job["dest"]).mkdir(parents=True, exist_ok=True)
     device = _device(job["device"])
     batch = default_batch(device, job["batch_size"])
-    runner, scorer, bodyparts = build_runner(job["config"], job["shuffle"], job["snapshot_index"], device, batch)
+    return (*build_runner(job["config"], job["shuffle"], job["snapshot_index"], device, batch), batch)
+
+
+def run_job(job: dict) -> dict:
+    """The DeepLabCut subprocess side: every video of ``job["rows"]`` not yet in the store."""
+    cfg = ExtractConfig(**job["extract"])
+    root, dest = Path(job["store"]), Path(job["dest"])
+    runner, scorer, bodyparts, batch = _job_runner(job)
     done = st.finished_units(root)
     summaries, errors = [], []
     for row in job["rows"]:
@@ -309,13 +314,8 @@ def run_job(job: dict) -> dict:
 
 def run_keypoints_job(job: dict) -> dict:
     """The DeepLabCut subprocess side of ``painface keypoints``: one runner, every video."""
-    from painface.dlc import _device
-
     dest = Path(job["dest"])
-    dest.mkdir(parents=True, exist_ok=True)
-    device = _device(job["device"])
-    batch = default_batch(device, job["batch_size"])
-    runner, scorer, bodyparts = build_runner(job["config"], job["shuffle"], job["snapshot_index"], device, batch)
+    runner, scorer, bodyparts, batch = _job_runner(job)
     done, errors = {}, []
     for video in job["videos"]:
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,15 @@ class Sources:
     checkpoint: Path | None
     cache: Path
     kit: Path | None = None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The predictions and checkpoint in use, hashed once: cached renders and Grad-CAM
+        carry it, so a re-scored study never shows a stale video or gallery."""
+        from painface.pipeline import digest, file_digest
+
+        inputs = (self.predictions, self.checkpoint)
+        return digest(*(file_digest(p) if p and Path(p).is_file() else None for p in inputs))
 
 
 def locate(
@@ -183,17 +193,10 @@ def _sessions(store: Path) -> dict:
         entry["cameras"][str(s["camera"])] = {
             "fps": float(s["fps"]),
             # seconds into the video file: the camera's offset, then the treatment time
-            "zero_s": (int(s.get("frame_offset", 0) or 0)) / float(s["fps"]) + float(s["treatment_time_s"]),
+            "zero_s": int(np.nan_to_num(s.get("frame_offset", 0))) / float(s["fps"]) + float(s["treatment_time_s"]),
             "faces": int(s["faces"]),
         }
     return out
-
-
-def video_time(session: dict, camera: str, minute: float, bin_s: float = 60.0) -> float:
-    """Seconds into ``camera``'s video file where ``minute`` (from the treatment) starts."""
-    cam = session["cameras"][camera]
-    frames = round((cam["zero_s"] + minute * 60.0) * cam["fps"])  # a frame boundary: the seek lands on it
-    return max(frames, 0) / cam["fps"]
 
 
 def _floats(s) -> list:
@@ -233,13 +236,14 @@ def build_gallery(
     """Grad-CAM overlays of ``n`` random crops, with the regions each one's positive area
     touches (the paper's rule). Cached: rebuilt only when the checkpoint, predictions, n
     or seed change."""
-    from painface.pipeline import file_digest
     from painface.store import read_index
 
+    if n < 1:
+        raise ReviewError(f"--gallery-n: show at least one crop, got {n}")
     folder = sources.cache / "gallery"
     key = {
         "version": GALLERY_VERSION,
-        "checkpoint": file_digest(sources.checkpoint) if sources.checkpoint and sources.checkpoint.is_file() else None,
+        "sources": sources.fingerprint,
         "store": str(sources.store),
         "n": n,
         "seed": seed,
@@ -329,7 +333,8 @@ def annotated_video(sources: Sources, session_id: str, camera: str) -> Path:
     browsers play); rendered once per video and kept in the cache."""
     from painface.store import read_summaries
 
-    out = sources.cache / "videos" / f"{session_id}__{camera}.mp4".replace("/", "_")
+    name = f"{session_id}__{camera}__{sources.fingerprint[:8]}.mp4".replace("/", "_")
+    out = sources.cache / "videos" / name
     with _render_lock:  # one render at a time: two clicks on the same video wait for one file
         if out.is_file():
             return out
@@ -408,11 +413,14 @@ def create_app(sources: Sources, gallery_n: int = 120, seed: int = 0):
 
     @app.get("/store/crops")
     def store_crops():
-        from painface.store import select_index
+        from painface.store import StoreError, select_index
 
         q = {k: v for k, v in request.args.items() if k in ("mouse_id", "session_id", "camera", "rule", "phase") and v}
         query = " and ".join(f"{k} == {json.dumps(v)}" for k, v in q.items()) or None
-        idx = select_index(sources.store, query, n=int(request.args.get("n", 48)), seed=seed)
+        try:
+            idx = select_index(sources.store, query, n=int(request.args.get("n", 48)), seed=seed)
+        except StoreError:  # nothing matches the filters: the page shows no crops
+            return jsonify([])
         rows = zip(idx.crop_id, idx.rule, idx.frame)
         return jsonify([{"crop_id": c, "rule": r, "frame": int(f)} for c, r, f in rows])
 
