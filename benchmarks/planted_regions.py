@@ -4,10 +4,16 @@ For each action unit and seed: render a study with the pain expression planted i
 unit only, train the paper CNN through ``painface.training.train`` and rank the facial
 regions with ``painface interpret``'s own function on three mice that neither trained
 the network nor chose its checkpoint (painface.synthetic.planted). One JSON line per run
-is appended to the results file, so an interrupted benchmark resumes.
+is appended to the results file (named after the settings), so an interrupted benchmark
+resumes; a run whose store is already rendered reuses it.
 
     python benchmarks/planted_regions.py [--units orbital ear ...] [--seeds 1 2 3 4 5]
-           [--work /tmp/planted] [--results benchmarks/results/planted_regions.jsonl]
+           [--epochs 15] [--samples-per-epoch 2048] [--block 4 | --block last]
+           [--work /tmp/painface-planted]
+
+Two rankings of the planted region come from each run's regions table: by Grad-CAM
+enrichment on pain predictions, and by the positivity difference pain - no pain (touch
+rule) that the paper's χ² tests.
 """
 
 import argparse
@@ -18,17 +24,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from painface.synthetic.planted import planted_run
+from painface.synthetic.planted import planted_ranking, planted_run
 from painface.synthetic.render import ACTION_UNITS
 
 p = argparse.ArgumentParser()
 p.add_argument("--units", nargs="+", default=list(ACTION_UNITS))
 p.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3, 4, 5], help="none: only summarise what is done")
+p.add_argument("--epochs", type=int, default=15)
+p.add_argument("--samples-per-epoch", type=int, default=2048)
+p.add_argument("--block", default="4", help="Grad-CAM conv block, or 'last' for the paper's last conv layer")
 p.add_argument("--work", default="/tmp/painface-planted")
-p.add_argument("--results", default="benchmarks/results/planted_regions.jsonl")
+p.add_argument("--results", default=None, help="default: benchmarks/results/planted_regions_<block>_<epochs>ep.jsonl")
 args = p.parse_args()
 
-results = Path(args.results)
+block = None if args.block == "last" else int(args.block)
+tag = f"{'lastlayer' if block is None else f'block{block}'}_{args.epochs}ep"
+results = Path(args.results or f"benchmarks/results/planted_regions_{tag}.jsonl")
+work = Path(args.work)
 done = (
     {(r["unit"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())} if results.exists() else set()
 )
@@ -37,7 +49,13 @@ for seed in args.seeds:
         if (au, seed) in done:
             continue
         t0 = time.perf_counter()
-        row = planted_run(au, seed, Path(args.work) / f"{au}_{seed}")
+        run_dir = work / tag / f"{au}_{seed}"
+        shared_store = work / f"{au}_{seed}"  # the rendered store depends on unit and seed only
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("store", "store_videos"):
+            if (shared_store / name).exists() and not (run_dir / name).exists():
+                (run_dir / name).symlink_to(shared_store / name)
+        row = planted_run(au, seed, run_dir, epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, block=block)
         row.update(
             seconds=round(time.perf_counter() - t0, 1), machine=f"{platform.machine()}, {platform.processor() or '?'}"
         )
@@ -46,25 +64,37 @@ for seed in args.seeds:
         print(json.dumps(row), flush=True)
 
 rows = pd.DataFrame(map(json.loads, results.read_text().splitlines()))
-# rank and enrichment recomputed from each run's own regions table (the same rule for every row)
-from painface.synthetic.planted import planted_ranking  # noqa: E402
-
+# both rankings recomputed from each run's own regions table (the same rule for every row)
 for i, r in rows.iterrows():
-    csv = Path(args.work) / f"{r['unit']}_{r['seed']}" / "interpret" / "regions_random.csv"
+    csv = work / tag / f"{r['unit']}_{r['seed']}" / "interpret" / "regions_random.csv"
     if csv.exists():
-        for k, v in planted_ranking(csv, r["unit"]).items():
-            rows.at[i, k] = v if not isinstance(v, list) else str(v)
-rank = rows.pivot_table(index="unit", columns="seed", values="rank", aggfunc="first")
+        rows.at[i, "rank"] = planted_ranking(csv, r["unit"])["rank"]
+        rows.at[i, "planted_enrichment"] = planted_ranking(csv, r["unit"])["planted_enrichment"]
+        rows.at[i, "rank_positivity"] = planted_ranking(csv, r["unit"], by="positivity_difference")["rank"]
+    elif isinstance(r.get("positivity"), dict):
+        rows.at[i, "rank_positivity"] = r["positivity"]["rank"]
+lines = [f"settings: {tag} (128 px input; Grad-CAM {'last conv layer' if block is None else f'conv block {block}'})"]
+for col, what in (
+    ("rank", "Grad-CAM enrichment on pain predictions"),
+    ("rank_positivity", "positivity difference pain - no pain (touch rule)"),
+):
+    if col not in rows:
+        continue
+    rank = rows.pivot_table(index="unit", columns="seed", values=col, aggfunc="first")
+    n = rank.notna().sum(axis=1)
+    summary = pd.DataFrame(
+        {
+            "first": (rank == 1).sum(axis=1).astype(str) + "/" + n.astype(str),
+            "top two": (rank <= 2).sum(axis=1).astype(str) + "/" + n.astype(str),
+        }
+    )
+    lines += [f"\nrank of the planted region by {what} (1 = first)"]
+    lines += [pd.concat([rank.astype("Int64").add_prefix("seed "), summary], axis=1).to_string()]
 enrich = rows.pivot_table(index="unit", columns="seed", values="planted_enrichment", aggfunc="first")
-n = rank.notna().sum(axis=1)
-summary = pd.DataFrame(
-    {
-        "first": (rank == 1).sum(axis=1).astype(str) + "/" + n.astype(str),
-        "top two": (rank <= 2).sum(axis=1).astype(str) + "/" + n.astype(str),
-        "enrichment > 1": (enrich > 1).sum(axis=1).astype(str) + "/" + n.astype(str),
-    }
-)
-print("\nrank of the planted region among the assessed regions (1 = highest Grad-CAM enrichment)")
-print(pd.concat([rank.astype("Int64").add_prefix("seed "), summary], axis=1).to_string())
-print("\nenrichment of the planted region (Grad-CAM mass share / area share; 1 = chance)")
-print(enrich.add_prefix("seed ").to_string())
+acc = rows.pivot_table(index="unit", columns="seed", values="val_acc", aggfunc="first")
+lines += ["\nenrichment of the planted region (Grad-CAM mass share / area share; 1 = chance)"]
+lines += [enrich.add_prefix("seed ").to_string()]
+lines += ["\naccuracy on the validation mice", acc.add_prefix("seed ").to_string()]
+text = "\n".join(lines)
+print(text)
+results.with_suffix(".txt").write_text(text + "\n")

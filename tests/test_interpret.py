@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from painface.errors import PainfaceError
 from painface.interpret import InterpretError, explain, interpret_store, mutual_pairs
 from painface.mgs import MGS_UNITS, SheetError, compare, read_sheet, sample
 from painface.regions import attribution_table, positive_regions, region_masks_from_keypoints
@@ -103,16 +104,44 @@ def test_regions_are_exclusive_and_anchor_on_the_eyes():
 def test_planted_signal_draws_more_than_chance_grad_cam_to_its_region(tmp_path):
     """The real path (render -> extract -> train -> interpret) on a study whose pain signal is
     planted in the ears only. What holds is modest: the planted region gets more Grad-CAM
-    mass than its area's share (benchmarks/planted_regions.py, README "Reproducing the
-    paper": for the ear in 5 of 5 seeds, enrichment 1.01-2.91; over all six units in 24 of
+    mass than its area's share (benchmarks/planted_regions.py --block last --epochs 6,
+    README "Reproducing the paper": for the ear in 5 of 5 seeds, enrichment 1.01-2.91; over all six units in 24 of
     30 runs). Whether it ranks *first* does not hold (2 of 30): at 128 px the last conv map
     is 4x4, and a unit's receptive field spans the whole face. Seed 1, the benchmark's
     first, not a seed searched for: accuracy 0.84 and enrichment 1.97, far from the bounds."""
     from painface.synthetic.planted import planted_run
 
-    result = planted_run("ear", seed=1, work=tmp_path)
+    # the settings of the 6-epoch, last-layer table (the benchmark's own defaults train longer)
+    result = planted_run("ear", seed=1, work=tmp_path, epochs=6, samples_per_epoch=1024, block=None)
     assert result["val_acc"] > 0.7, f"the network did not learn the planted ear signal: {result}"
     assert result["planted_enrichment"] > 1.0, result
+
+
+def test_planted_ranking_by_enrichment_and_by_positivity_difference(tmp_path):
+    """A regions table written by hand: "others" and the unassessed hand never rank; the
+    two scores order the regions differently, and the ear's best region counts."""
+    from painface.synthetic.planted import planted_ranking
+
+    table = pd.DataFrame(
+        {
+            "assessed": [True, True, True, True, True, False],
+            "enrichment_pain": [3.0, 2.0, 1.5, 0.5, 9.0, np.nan],
+            "freq_pain": [0.9, 0.5, 0.8, 0.6, 1.0, np.nan],
+            "freq_no_pain": [0.85, 0.1, 0.3, 0.0, 0.0, np.nan],
+        },
+        index=["above_ear", "cheek", "ear_top", "ear_base", "others", "hand"],
+    )
+    table.to_csv(tmp_path / "r.csv")
+    # enrichment: above_ear 3.0 > cheek 2.0 > ear_top 1.5 > ear_base 0.5
+    by_enrichment = planted_ranking(tmp_path / "r.csv", "ear")
+    assert by_enrichment["rank"] == 3 and by_enrichment["of"] == 4 and by_enrichment["planted_enrichment"] == 1.5
+    # differences: ear_base 0.6 > ear_top 0.5 > cheek 0.4 > above_ear 0.05
+    by_positivity = planted_ranking(tmp_path / "r.csv", "ear", by="positivity_difference")
+    assert by_positivity["rank"] == 1 and by_positivity["planted_score"] == 0.6
+    assert [r for r, _ in by_positivity["top3"]] == ["ear_base", "ear_top", "cheek"]
+    assert planted_ranking(tmp_path / "r.csv", "cheek", by="positivity_difference")["rank"] == 3
+    with pytest.raises(PainfaceError, match="unknown ranking"):
+        planted_ranking(tmp_path / "r.csv", "ear", by="area")
 
 
 def test_explain_store_and_real_images(ckpt, store, tmp_path):

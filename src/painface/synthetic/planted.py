@@ -48,10 +48,11 @@ def planted_run(
     seed: int,
     work: str | Path,
     size: int = 128,
-    epochs: int = 6,
+    epochs: int = 15,
     held_out: int = 3,
-    samples_per_epoch: int = 1024,
+    samples_per_epoch: int = 2048,
     show_progress: bool = False,
+    block: int | None = 4,
 ) -> dict:
     """Render, extract, train and interpret one planted unit; returns the ranking on held-out mice."""
     from hydra import compose, initialize_config_dir
@@ -108,31 +109,44 @@ def planted_run(
         query=f"mouse_id in {test_mice!r}",
         embedding="tsne",
         seed=seed,
+        block=block,
         show_progress=show_progress,
     )
     return {
         "unit": au,
         "seed": seed,
         **planted_ranking(out / "regions_random.csv", au),
+        "positivity": planted_ranking(out / "regions_random.csv", au, by="positivity_difference"),
         "val_acc": round(metrics.get("test/acc", float("nan")), 3),
         "held_out_mice": test_mice,
+        "settings": {"size": size, "epochs": epochs, "samples_per_epoch": samples_per_epoch, "block": block},
     }
 
 
-def planted_ranking(regions_csv: str | Path, au: str) -> dict:
-    """Rank (1 = first) and Grad-CAM enrichment of the planted region among the assessed
-    regions ("others" aside), and the top three, from ``painface interpret``'s table."""
+def planted_ranking(regions_csv: str | Path, au: str, by: str = "enrichment_pain") -> dict:
+    """Rank (1 = first) of the planted region among the assessed regions ("others" aside),
+    its score and the top three, from ``painface interpret``'s table.
+
+    ``by="enrichment_pain"``: Grad-CAM mass share over area share on pain predictions.
+    ``by="positivity_difference"``: how much more often the region is Grad-CAM positive
+    (touch rule) in pain than in no-pain predictions, the difference Fig. 2C tests.
+    """
     table = pd.read_csv(regions_csv, index_col=0)
-    ranked = table[table["assessed"].astype(bool) & (table.index != "others")].sort_values(
-        "enrichment_pain", ascending=False
-    )
-    names = list(ranked.index)
-    planted = [r for r in PLANTED_REGIONS[au] if r in names]
-    best = min(planted, key=names.index)
+    table = table[table["assessed"].astype(bool) & (table.index != "others")]
+    if by == "positivity_difference":
+        score = table["freq_pain"] - table["freq_no_pain"]
+    elif by == "enrichment_pain":
+        score = table["enrichment_pain"]
+    else:
+        raise PainfaceError(f"unknown ranking '{by}' (use enrichment_pain or positivity_difference)")
+    score = score.sort_values(ascending=False, kind="stable")
+    names = list(score.index)
+    best = min((r for r in PLANTED_REGIONS[au] if r in names), key=names.index)
+    key = "planted_enrichment" if by == "enrichment_pain" else "planted_score"
     return {
         "planted": "/".join(PLANTED_REGIONS[au]),
         "rank": names.index(best) + 1,
         "of": len(names),
-        "planted_enrichment": round(float(ranked.loc[best, "enrichment_pain"]), 3),
-        "top3": [(r, round(float(ranked.loc[r, "enrichment_pain"]), 3)) for r in names[:3]],
+        key: round(float(score[best]), 3),
+        "top3": [(r, round(float(score[r]), 3)) for r in names[:3]],
     }
