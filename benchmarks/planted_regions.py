@@ -11,9 +11,10 @@ resumes; a run whose store is already rendered reuses it.
            [--epochs 15] [--samples-per-epoch 2048] [--block 4 | --block last]
            [--work /tmp/painface-planted]
 
-Two rankings of the planted region come from each run's regions table: by Grad-CAM
-enrichment on pain predictions, and by the positivity difference pain - no pain (touch
-rule) that the paper's χ² tests.
+Three rankings of the planted region come from each run's tables: by Grad-CAM
+enrichment on pain predictions (regions_random.csv), by the positivity difference pain -
+no pain (touch rule) that the paper's chi-squared tests, and by the pain-class contrast
+(regions_contrast.csv).
 """
 
 import argparse
@@ -41,8 +42,11 @@ block = None if args.block == "last" else int(args.block)
 tag = f"{'lastlayer' if block is None else f'block{block}'}_{args.epochs}ep"
 results = Path(args.results or f"benchmarks/results/planted_regions_{tag}.jsonl")
 work = Path(args.work)
+# a run is done when its row has every ranking; an older row is redone, reusing its training
 done = (
-    {(r["unit"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())} if results.exists() else set()
+    {(r["unit"], r["seed"]) for r in map(json.loads, results.read_text().splitlines()) if "contrast" in r}
+    if results.exists()
+    else set()
 )
 for seed in args.seeds:
     for au in args.units:
@@ -63,7 +67,7 @@ for seed in args.seeds:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
 
-rows = pd.DataFrame(map(json.loads, results.read_text().splitlines()))
+rows = pd.DataFrame(map(json.loads, results.read_text().splitlines())).drop_duplicates(["unit", "seed"], keep="last")
 # both rankings recomputed from each run's own regions table (the same rule for every row)
 for i, r in rows.iterrows():
     csv = work / tag / f"{r['unit']}_{r['seed']}" / "interpret" / "regions_random.csv"
@@ -71,12 +75,15 @@ for i, r in rows.iterrows():
         rows.at[i, "rank"] = planted_ranking(csv, r["unit"])["rank"]
         rows.at[i, "planted_enrichment"] = planted_ranking(csv, r["unit"])["planted_enrichment"]
         rows.at[i, "rank_positivity"] = planted_ranking(csv, r["unit"], by="positivity_difference")["rank"]
-    elif isinstance(r.get("positivity"), dict):
-        rows.at[i, "rank_positivity"] = r["positivity"]["rank"]
+        if csv.with_name("regions_contrast.csv").exists():
+            rows.at[i, "rank_contrast"] = planted_ranking(csv.with_name("regions_contrast.csv"), r["unit"], "contrast")[
+                "rank"
+            ]
 lines = [f"settings: {tag} (128 px input; Grad-CAM {'last conv layer' if block is None else f'conv block {block}'})"]
 for col, what in (
     ("rank", "Grad-CAM enrichment on pain predictions"),
     ("rank_positivity", "positivity difference pain - no pain (touch rule)"),
+    ("rank_contrast", "pain-class Grad-CAM enrichment, pain - no-pain predictions (regions_contrast.csv)"),
 ):
     if col not in rows:
         continue

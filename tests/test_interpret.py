@@ -140,8 +140,45 @@ def test_planted_ranking_by_enrichment_and_by_positivity_difference(tmp_path):
     assert by_positivity["rank"] == 1 and by_positivity["planted_score"] == 0.6
     assert [r for r, _ in by_positivity["top3"]] == ["ear_base", "ear_top", "cheek"]
     assert planted_ranking(tmp_path / "r.csv", "cheek", by="positivity_difference")["rank"] == 3
+    pd.DataFrame({"difference": [0.9, 0.4, 0.1]}, index=["cheek", "ear_top", "others"]).to_csv(tmp_path / "c.csv")
+    assert planted_ranking(tmp_path / "c.csv", "ear", by="contrast")["rank"] == 2
     with pytest.raises(PainfaceError, match="unknown ranking"):
         planted_ranking(tmp_path / "r.csv", "ear", by="area")
+
+
+def test_contrast_table_by_hand():
+    """Pain-class enrichment per region, pain vs no-pain images: means, Welch's t by hand
+    (the Welch-Satterthwaite degrees of freedom), Bonferroni over 13; NaN (absent) dropped."""
+    from scipy import stats
+
+    from painface.regions import contrast_table
+
+    rows = [
+        # image, region, pain, enrichment
+        (0, "eye", True, 3.0),
+        (1, "eye", True, 5.0),
+        (2, "eye", True, 4.0),
+        (3, "eye", False, 1.0),
+        (4, "eye", False, 2.0),
+        (0, "above_ear", True, 2.0),
+        (1, "above_ear", True, 2.2),
+        (2, "above_ear", True, np.nan),  # the region is absent in this image
+        (3, "above_ear", False, 2.1),
+        (4, "above_ear", False, 1.9),
+    ]
+    df = pd.DataFrame(rows, columns=["image", "region", "pain", "enrichment"])
+    t = contrast_table(df)
+    assert list(t.index) == ["eye", "above_ear"]  # 4 - 1.5 = 2.5 before 2.1 - 2.0 = 0.1
+    assert t.loc["eye", "difference"] == pytest.approx(2.5)
+    assert t.loc["above_ear", "difference"] == pytest.approx(0.1)
+    assert (t.loc["above_ear", "n_pain"], t.loc["above_ear", "n_no_pain"]) == (2, 2)
+    # eye by hand: variances 1.0 (n 3) and 0.5 (n 2)
+    se2 = 1.0 / 3 + 0.5 / 2
+    tt = 2.5 / np.sqrt(se2)
+    dof = se2**2 / ((1.0 / 3) ** 2 / 2 + (0.5 / 2) ** 2 / 1)
+    p = 2 * stats.t.sf(tt, dof)
+    assert t.loc["eye", "p"] == pytest.approx(p, rel=1e-9)
+    assert t.loc["eye", "p_bonferroni"] == pytest.approx(min(13 * p, 1.0))
 
 
 def test_explain_store_and_real_images(ckpt, store, tmp_path):
@@ -166,6 +203,8 @@ def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
         "regions_random.png",
         "regions_random.csv",
         "pairs.csv",
+        "regions_contrast.csv",
+        "regions_contrast.png",
         "settings.json",
     ):
         assert (out / name).exists(), name
@@ -179,6 +218,13 @@ def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
     np.testing.assert_allclose(assessed["p_bonferroni"], expected)
     settings = json.loads((out / "settings.json").read_text())
     assert settings["pair_space"] == "embedding" and settings["positivity_rule"] == "touch"
+    contrast = pd.read_csv(out / "regions_contrast.csv", index_col=0)
+    assert "others" not in contrast.index and set(contrast.index) <= set(PAPER_REGIONS)
+    assert (contrast["n_pain"] + contrast["n_no_pain"] <= 80).all()
+    np.testing.assert_allclose(
+        contrast["difference"], contrast["enrichment_pain_images"] - contrast["enrichment_no_pain_images"]
+    )
+    assert contrast["difference"].is_monotonic_decreasing
     assert settings["pairs_drawn"] == min(500, settings["pairs_found"])
     # the random draw is everything when each predicted class has fewer than --per-class images
     assert settings["random_pain"] + settings["random_no_pain"] == 80

@@ -62,9 +62,16 @@ def select(store=None, images=None, n: int = 100, query: str | None = None, seed
 
 
 def run_gradcam(
-    model, ds, method: str = "gradcam", batch_size: int = 32, show_progress: bool = True, block: int | None = None
+    model,
+    ds,
+    method: str = "gradcam",
+    batch_size: int = 32,
+    show_progress: bool = True,
+    block: int | None = None,
+    target: int | None = None,
 ):
-    """Maps (n, H, W), p(pain) (n,), images as RGB floats (n, H, W, 3) and penultimate features."""
+    """Maps (n, H, W), p(pain) (n,), images as RGB floats (n, H, W, 3) and penultimate features.
+    Each map explains the predicted class, or class ``target`` (1 = pain) for every image."""
     maps, probs, rgbs, feats = [], [], [], []
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
     for batch in tqdm(loader, desc=f"{method}", unit="batch", disable=not show_progress):
@@ -74,7 +81,7 @@ def run_gradcam(
             probs.append(torch.softmax(model.net.head(f), 1)[:, 1].cpu().numpy())
             feats.append(f.mean(dim=(2, 3)).cpu().numpy())
         # explain the predicted class, as the paper's overlays do
-        targets = is_pain(probs[-1]).astype(int).tolist()
+        targets = is_pain(probs[-1]).astype(int).tolist() if target is None else [target] * len(x)
         maps.append(gradcam_maps(model.net, x, targets=targets, method=method, block=block))
         rgbs.extend(tensor_to_rgb01(t) for t in batch["image"])
     return np.concatenate(maps), np.concatenate(probs), np.stack(rgbs), np.concatenate(feats)
@@ -295,6 +302,41 @@ def analyse_regions(
     return table
 
 
+def contrast_regions(model, ds, keypoints, out: Path, method, block, show_progress, stage_max_grey) -> pd.DataFrame:
+    """regions_contrast.csv/.png: the pain class's Grad-CAM on every image of the random draw,
+    compared between predicted pain and predicted no pain (regions.contrast_table). Beyond
+    the paper: its per-class maps explain each image's own prediction, so a region the
+    network looks at in every face ranks high whatever the expression."""
+    from painface.regions import contrast_table, per_image_regions
+
+    maps, probs, rgbs, _ = run_gradcam(model, ds, method, show_progress=show_progress, block=block, target=1)
+    table = contrast_table(
+        per_image_regions(maps, keypoints, is_pain(probs), images=rgbs, stage_max_grey=stage_max_grey)
+    )
+    table = table.drop(index="others", errors="ignore")
+    table.to_csv(out / "regions_contrast.csv")
+    contrast_figure(table, out / "regions_contrast.png")
+    return table
+
+
+def contrast_figure(table: pd.DataFrame, out: Path) -> Path:
+    from painface.figures import pyplot, save_figure
+    from painface.stats import stars
+
+    plt = pyplot()
+    x = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(table), 3.4))
+    ax.bar(x, table["difference"], color=np.where(table["difference"] > 0, "#d55e00", "#0072b2"))
+    for k, (d, p) in enumerate(zip(table["difference"], table["p_bonferroni"])):
+        if np.isfinite(p) and p < 0.05:
+            ax.text(k, d, stars(p), ha="center", va="bottom" if d > 0 else "top")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x, table.index, rotation=40, ha="right")
+    ax.set_ylabel("pain-class Grad-CAM enrichment,\npain - no-pain images")
+    ax.set_title("Where the pain evidence differs (Welch, Bonferroni 13)")
+    return save_figure(fig, out)
+
+
 def run_forward(model, ds, batch_size: int = 64, thumbnails: bool = False, show_progress: bool = True):
     """p(pain), pooled conv features and (optionally) 32x32 grey thumbnails of a whole selection,
     without Grad-CAM: cheap enough for every image of a store."""
@@ -435,6 +477,9 @@ def interpret_store(
     analyse(sub(random_sel), "random")
     if len(pairs):
         analyse(sub(pairs.ravel()), "pairs")
+    contrast_regions(
+        model, Subset(ds, random_sel.tolist()), kp[sub(random_sel)], out, method, block, show_progress, stage_max_grey
+    )
     np.savez_compressed(
         out / "maps.npz", maps=maps_sub.astype(np.float16), p_pain=probs_sub, crop_id=idx["crop_id"].to_numpy(str)[need]
     )
@@ -457,6 +502,7 @@ def interpret_store(
                 "threshold": threshold,
                 "positivity_rule": "touch" if min_fraction is None else f"area>={min_fraction:g}",
                 "chi2_yates": yates,
+                "contrast": "pain-class Grad-CAM enrichment, predicted pain - predicted no pain (random draw)",
                 "bonferroni_tests": 13,
                 "seed": seed,
             },

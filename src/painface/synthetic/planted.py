@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from painface.errors import PainfaceError
+from painface.files import write_json
 from painface.regions import ACTION_UNITS
 
 #: The facial regions each action unit changes (one table: regions.ACTION_UNITS).
@@ -63,6 +64,7 @@ def planted_run(
     from painface.synthetic.store import build_synthetic_store
     from painface.training import train
 
+    settings = {"size": size, "epochs": epochs, "samples_per_epoch": samples_per_epoch, "seed": seed}
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     study = work / "study.yaml"
@@ -100,8 +102,15 @@ def planted_run(
                 f"paths.output_dir={work / 'run'}",
             ],
         )
-    metrics = train(cfg)
-    ckpt = json.loads((work / "run" / "metrics.json").read_text())["checkpoint"]
+    done = work / "run" / "metrics.json"
+    reused = done.exists() and json.loads(done.read_text()).get("planted_settings") == settings
+    if reused:
+        metrics = json.loads(done.read_text())["metrics"]  # trained already: only interpret again
+    else:
+        metrics = train(cfg)
+        record = json.loads(done.read_text())
+        write_json(done, {**record, "planted_settings": settings})
+    ckpt = json.loads(done.read_text())["checkpoint"]
     out = interpret_store(
         ckpt,
         store,
@@ -117,9 +126,11 @@ def planted_run(
         "seed": seed,
         **planted_ranking(out / "regions_random.csv", au),
         "positivity": planted_ranking(out / "regions_random.csv", au, by="positivity_difference"),
+        "contrast": planted_ranking(out / "regions_contrast.csv", au, by="contrast"),
         "val_acc": round(metrics.get("test/acc", float("nan")), 3),
         "held_out_mice": test_mice,
-        "settings": {"size": size, "epochs": epochs, "samples_per_epoch": samples_per_epoch, "block": block},
+        "settings": {**settings, "block": block},
+        "reused_training": reused,
     }
 
 
@@ -130,15 +141,21 @@ def planted_ranking(regions_csv: str | Path, au: str, by: str = "enrichment_pain
     ``by="enrichment_pain"``: Grad-CAM mass share over area share on pain predictions.
     ``by="positivity_difference"``: how much more often the region is Grad-CAM positive
     (touch rule) in pain than in no-pain predictions, the difference Fig. 2C tests.
+    ``by="contrast"`` (on ``regions_contrast.csv``): the pain class's Grad-CAM enrichment
+    in pain minus no-pain predictions (regions.contrast_table).
     """
     table = pd.read_csv(regions_csv, index_col=0)
-    table = table[table["assessed"].astype(bool) & (table.index != "others")]
+    if "assessed" in table:
+        table = table[table["assessed"].astype(bool)]
+    table = table[table.index != "others"]
     if by == "positivity_difference":
         score = table["freq_pain"] - table["freq_no_pain"]
     elif by == "enrichment_pain":
         score = table["enrichment_pain"]
+    elif by == "contrast":
+        score = table["difference"]
     else:
-        raise PainfaceError(f"unknown ranking '{by}' (use enrichment_pain or positivity_difference)")
+        raise PainfaceError(f"unknown ranking '{by}' (use enrichment_pain, positivity_difference or contrast)")
     score = score.sort_values(ascending=False, kind="stable")
     names = list(score.index)
     best = min((r for r in PLANTED_REGIONS[au] if r in names), key=names.index)
