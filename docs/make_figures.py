@@ -54,7 +54,7 @@ for query in ("label == 'pain'", "label == 'no_pain'"):
 cv2.imwrite(str(DOCS / "gradcam_panels.png"), np.vstack(panels))
 
 interp = interpret_store(args.ckpt_path, store, work / "interpret", n=400, embedding="umap")
-for name in ("embedding.png", "pairs.png", "regions.png", "regions_random.png"):
+for name in ("embedding.png", "pairs.png", "regions.png", "regions_random.png", "regions_contrast.png"):
     shutil.copy(interp / name, DOCS / f"interpret_{name}")
 
 # MGS round trip, the sheet filled from the planted intensity (round(2 * intensity) per unit)

@@ -230,6 +230,35 @@ def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
     assert settings["random_pain"] + settings["random_no_pain"] == 80
 
 
+def test_region_layer_is_the_deepest_block_at_least_16_px_wide():
+    """--layer auto: block k of the paper CNN is input / 2**(k-1) wide before its pool, so at
+    128 px the widths are 128, 64, 32, 16, 8, 4 and block 4 is the deepest >= 16; at 512 px
+    the paper's last layer (16) already is. ResNet-18's layer1..4 at 128 px: 32, 16, 8, 4."""
+    from painface.gradcam import block_widths, region_block
+    from painface.models import PaperCNN, ResNet18
+
+    net = PaperCNN()
+    assert block_widths(net, 128) == [128, 64, 32, 16, 8, 4]
+    assert region_block(net, 128) == 4 and region_block(net, 64) == 3 and region_block(net, 96) == 3
+    assert region_block(net, 512) is None  # the last conv layer, as the paper
+    resnet = ResNet18()
+    assert block_widths(resnet, 128) == [32, 16, 8, 4] and region_block(resnet, 128) == 2
+
+
+def test_interpret_command_line_layer_choices(ckpt, store, tmp_path, capsys):
+    from painface.cli import main
+
+    common = ["interpret", "--ckpt-path", str(ckpt), "--store", str(store), "--n", "40", "--embedding", "tsne"]
+    assert main([*common, "--out", str(tmp_path / "last"), "--layer", "last"]) == 0
+    assert json.loads((tmp_path / "last" / "settings.json").read_text())["gradcam_block"] == "last"
+    assert main([*common, "--out", str(tmp_path / "auto")]) == 0  # the 64-px test model: block 3, 16x16
+    assert json.loads((tmp_path / "auto" / "settings.json").read_text())["gradcam_block"] == 3
+    with pytest.raises(SystemExit) as exc:
+        main([*common, "--out", str(tmp_path / "bad"), "--layer", "deep"])
+    assert exc.value.code == 2 and "'deep' is not auto, last or a block number" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_pairs_and_balanced_draws_by_hand():
     from painface.interpret import balanced_draw, draw_pairs
 

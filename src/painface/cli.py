@@ -15,6 +15,16 @@ from pathlib import Path
 from painface import defaults, errors
 
 
+def _layer(text: str):
+    """--layer: auto, last, or a conv block number."""
+    if text in ("auto", "last"):
+        return None if text == "last" else "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not auto, last or a block number") from None
+
+
 def _init(args):
     from painface.project import init_project
 
@@ -616,9 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["gradcam", "gradcam++"], default="gradcam")
     s.add_argument(
         "--layer",
-        type=int,
-        default=None,
-        help="Grad-CAM on conv block N (1-based, -1 = last) instead of the last conv layer (paper)",
+        type=_layer,
+        default="auto",
+        help="Grad-CAM target: auto (the deepest conv block whose map is >= 16 px wide: block 4 at "
+        "128 px, the last layer at >= 512 px), last (the paper's last conv layer) or block N (1-based)",
     )
     s.add_argument("--embedding", choices=["umap", "tsne"], default="umap")
     s.add_argument("--source", choices=["features", "pixels"], default="features")

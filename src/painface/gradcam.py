@@ -29,6 +29,38 @@ def target_layer(net: torch.nn.Module, block: int | None = None) -> torch.nn.Mod
     return blocks[block - 1] if block > 0 else blocks[block]
 
 
+#: The region analysis's map: the deepest conv block at least this many pixels wide. At a
+#: 128-px input that is block 4 (16x16); the last conv layer's 4x4 map cannot tell 13
+#: regions apart (benchmarks/planted_regions.py, README "Reproducing the paper").
+REGION_MAP_PX = 16
+
+
+def block_widths(net: torch.nn.Module, input_size: int) -> list[int]:
+    """Width in pixels of each conv block's map for a square ``input_size`` input."""
+    widths: list[int] = []
+    hooks = [b.register_forward_hook(lambda m, i, o: widths.append(int(o.shape[-1]))) for b in net.blocks]
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            net.forward_features(torch.zeros(1, 3, input_size, input_size, device=next(net.parameters()).device))
+    finally:
+        net.train(was_training)
+        for h in hooks:
+            h.remove()
+    return widths
+
+
+def region_block(net: torch.nn.Module, input_size: int, min_px: int = REGION_MAP_PX) -> int | None:
+    """The Grad-CAM block for region analysis (``--layer auto``): the last conv layer (the
+    paper's, None) when its map is at least ``min_px`` wide, else the deepest block that is."""
+    widths = block_widths(net, input_size)
+    if widths[-1] >= min_px:
+        return None
+    fine = [k for k, w in enumerate(widths, start=1) if w >= min_px]
+    return fine[-1] if fine else 1
+
+
 def gradcam_maps(
     net: torch.nn.Module,
     images: torch.Tensor,

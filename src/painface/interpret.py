@@ -23,7 +23,7 @@ from tqdm import tqdm
 from painface.data import CropDataset
 from painface.errors import PainfaceError
 from painface.files import atomic_write
-from painface.gradcam import gradcam_maps, overlay, tensor_to_rgb01
+from painface.gradcam import gradcam_maps, overlay, region_block, tensor_to_rgb01
 from painface.models import load_classifier
 from painface.predict import FolderDataset
 from painface.regions import STAGE_MAX_GREY
@@ -393,7 +393,7 @@ def interpret_store(
     threshold: float = 0.5,
     min_fraction: float | None = None,
     yates: bool = False,
-    block: int | None = None,
+    block: int | str | None = "auto",
     annotation=None,
     show_progress=True,
     stage_max_grey: float = STAGE_MAX_GREY,
@@ -417,6 +417,8 @@ def interpret_store(
     if n_pairs < 0 or (per_class is not None and per_class < 1) or (n is not None and n < 2):
         raise InterpretError("--pairs must be >= 0, --per-class >= 1 and --n >= 2")
     model = load_for_explain(ckpt_path)
+    if block == "auto":  # a map fine enough to tell the 13 regions apart (gradcam.REGION_MAP_PX)
+        block = region_block(model.net, model.input_size)
     ds, idx = select(store, None, n, query, seed, model.input_size)
     probs, feats, thumbs = run_forward(model, ds, thumbnails=source == "pixels", show_progress=show_progress)
     x = feats if source == "features" else thumbs
