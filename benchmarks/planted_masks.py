@@ -1,0 +1,69 @@
+"""Where does each planted action unit change the picture, by the automatic regions?
+
+For each unit, a face is rendered without and with the expression (same mouse, same pose),
+and the per-pixel difference is shared out over the keypoint-built regions of the crop. A
+region the planted unit does not reach cannot be expected to lead a Grad-CAM ranking.
+
+    python benchmarks/planted_masks.py > benchmarks/results/planted_masks.txt
+"""
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from painface.regions import region_masks_from_keypoints
+from painface.synthetic.planted import PLANTED_REGIONS
+from painface.synthetic.recording import COATS, make_mouse
+from painface.synthetic.render import ACTION_UNITS, Expression, Pose, render_face
+
+size = 128
+canvas = 3 * size
+out = {}
+for au in ACTION_UNITS:
+    rng = np.random.default_rng(0)
+    rows = []
+    w = {a: float(a == au) for a in ACTION_UNITS}
+    for m in range(6):
+        mouse = make_mouse(f"m{m}", "male", "BALB/c", rng, COATS.get("BALB/c"))
+        for k in range(20):
+            pose = Pose(
+                yaw=rng.uniform(-95, 95),
+                pitch=rng.normal(5, 12),
+                roll=rng.normal(0, 7),
+                cx=canvas / 2,
+                cy=canvas / 2,
+                scale=size * 0.225,
+                ear_back=float(np.clip(rng.normal(0, 14), -25, 35)),
+                eye_open=float(rng.uniform(0.75, 1.1)),
+            )
+            imgs = []
+            kps = []
+            for lvl in (0.0, 0.9):
+                img = np.full((canvas, canvas, 3), 80, np.uint8)
+                cv2.rectangle(img, (0, int(canvas * 0.68)), (canvas, canvas), (15, 15, 17), -1)
+                kps.append(render_face(img, mouse, pose, Expression(intensity=lvl, weights=w, signal=3.0)))
+                imgs.append(img)
+            kp = kps[0]
+            r, le = kp["right_eye"], kp["left_eye"]
+            cx, cy = (
+                ((r[0] + le[0]) / 2, (r[1] + le[1]) / 2)
+                if r[2] > 0.12 and le[2] > 0.12
+                else (r[:2] if r[2] > le[2] else le[:2])
+            )
+            x0, y0 = int(cx - size / 2), int(cy - size / 2)
+            diff = np.abs(imgs[1].astype(float) - imgs[0].astype(float)).sum(2)[y0 : y0 + size, x0 : x0 + size]
+            if diff.sum() == 0:
+                continue
+            pts = [
+                (kp[p][0] - x0, kp[p][1] - y0, 1.0 if kp[p][2] > 0.12 else 0.0)
+                for p in ("nose", "right_eye", "left_eye")
+            ]
+            ms = region_masks_from_keypoints(
+                size, *pts, visible_threshold=0.5, image=imgs[0][y0 : y0 + size, x0 : x0 + size, ::-1] / 255.0
+            )
+            for n, mk in ms.items():
+                if mk.any():
+                    rows.append((n, diff[mk].sum() / diff.sum(), (diff[mk].sum() / diff.sum()) / mk.mean()))
+    df = pd.DataFrame(rows, columns=["region", "share", "enr"]).groupby("region").mean()
+    print(au, PLANTED_REGIONS[au])
+    print(df.sort_values("enr", ascending=False).round(3).head(6).to_string())
