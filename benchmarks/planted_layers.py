@@ -41,12 +41,13 @@ for name in args.runs:
         show_progress=False,
         block=None,
     )
+    contrast = planted_ranking(out / "regions_contrast.csv", au, by="contrast")
     row = {
         "run": name,
         "block": "last",
         "rank_enrichment": planted_ranking(out / "regions_random.csv", au)["rank"],
-        "rank_contrast": planted_ranking(out / "regions_contrast.csv", au, by="contrast")["rank"],
-        "top3_contrast": planted_ranking(out / "regions_contrast.csv", au, by="contrast")["top3"],
+        "rank_contrast": contrast["rank"],
+        "top3_contrast": contrast["top3"],
         "machine": f"{platform.machine()}, {platform.processor() or '?'}",
     }
     with open(args.results, "a") as f:

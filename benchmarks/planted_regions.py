@@ -72,8 +72,8 @@ rows = pd.DataFrame(map(json.loads, results.read_text().splitlines())).drop_dupl
 for i, r in rows.iterrows():
     csv = work / tag / f"{r['unit']}_{r['seed']}" / "interpret" / "regions_random.csv"
     if csv.exists():
-        rows.at[i, "rank"] = planted_ranking(csv, r["unit"])["rank"]
-        rows.at[i, "planted_enrichment"] = planted_ranking(csv, r["unit"])["planted_enrichment"]
+        enrichment = planted_ranking(csv, r["unit"])
+        rows.at[i, "rank"], rows.at[i, "planted_enrichment"] = enrichment["rank"], enrichment["planted_enrichment"]
         rows.at[i, "rank_positivity"] = planted_ranking(csv, r["unit"], by="positivity_difference")["rank"]
         if csv.with_name("regions_contrast.csv").exists():
             rows.at[i, "rank_contrast"] = planted_ranking(csv.with_name("regions_contrast.csv"), r["unit"], "contrast")[
