@@ -177,6 +177,17 @@ def _manifest_for(video, tmp_path, keypoints=None):
     return path
 
 
+def _widest_gap(values, low, high):
+    """Midpoint and width of the widest gap between the sorted values within [low, high]."""
+    v = np.unique(np.clip(np.ravel(values), low, high))
+    i = int(np.argmax(np.diff(v)))
+    return float((v[i] + v[i + 1]) / 2), float(v[i + 1] - v[i])
+
+
+def test_widest_gap_by_hand():
+    assert _widest_gap([0.1, 0.5, 0.52, 0.9, 0.95], 0.2, 0.93) == (pytest.approx(0.71), pytest.approx(0.38))
+
+
 @pytest.mark.slow
 def test_one_pass_equals_analyze_videos_on_a_lossless_copy(trained, clip, tmp_path):
     """Decode once, DeepLabCut in memory, crop: the keypoints equal analyze_videos' on a
@@ -193,11 +204,14 @@ def test_one_pass_equals_analyze_videos_on_a_lossless_copy(trained, clip, tmp_pa
         writer.write(cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA))  # as the one-pass path does
     writer.release()
     ref = pd.read_hdf(analyze_video(trained, lossless, tmp_path / "ref", analysis_size=None), "df_with_missing")
-    # a 2-epoch model is unsure: a threshold at the median of what the rules test (nose and
-    # the better eye) splits the frames into cropped and skipped
+    # a 2-epoch model is unsure: a threshold inside the middle half of what the rules test
+    # (nose and the better eye) splits the frames into cropped and skipped. It sits in the
+    # widest gap between the likelihoods there, never on one: the one-pass likelihoods differ
+    # by float noise, and a frame on the threshold could then fall either way.
     like = ref.xs("likelihood", axis=1, level="coords").droplevel(0, axis=1)
     face = np.minimum(like["snout"], np.maximum(like["rightear"], like["leftear"]))
-    cfg = ExtractConfig(crop_size=64, threshold=float(np.median(face)), bodypart_map=OPENFIELD_MAP)
+    threshold, _ = _widest_gap(like[["snout", "rightear", "leftear"]].to_numpy(), *np.quantile(face, [0.25, 0.75]))
+    cfg = ExtractConfig(crop_size=64, threshold=threshold, bodypart_map=OPENFIELD_MAP)
     summary, errors = extract_onepass(
         _manifest_for(clip, tmp_path),
         tmp_path / "store",
@@ -215,9 +229,11 @@ def test_one_pass_equals_analyze_videos_on_a_lossless_copy(trained, clip, tmp_pa
     xy = coords != "likelihood"
     # full resolution is 2x the analysis size in both directions
     diff = np.abs(mine.loc[:, xy].to_numpy() - 2 * ref.loc[:, xy].to_numpy())
-    confident = np.repeat(ref.loc[:, ~xy].to_numpy() >= 0.9, 2, axis=1)
-    assert (diff[confident] <= 0.5).all()
-    assert np.abs(mine.loc[:, ~xy].to_numpy() - ref.loc[:, ~xy].to_numpy()).max() < 1e-3
+    # the issue asks for 0.5 px where likelihood >= 0.9; this unsure model reaches 0.9 nowhere,
+    # so every keypoint is held to it
+    assert (diff <= 0.5).all()
+    noise = np.abs(mine.loc[:, ~xy].to_numpy() - ref.loc[:, ~xy].to_numpy()).max()
+    assert noise < 1e-3
     # the same crops as the two-pass path from the reference keypoints, scaled back
     full = ref.copy()
     full.loc[:, xy] = 2 * ref.loc[:, xy].to_numpy()
@@ -225,7 +241,10 @@ def test_one_pass_equals_analyze_videos_on_a_lossless_copy(trained, clip, tmp_pa
     full.to_hdf(ref_h5, key="df_with_missing", format="table", mode="w")
     extract(_manifest_for(clip, tmp_path, str(ref_h5)), tmp_path / "two_pass", cfg, show_progress=False)
     one, two = read_index(tmp_path / "store"), read_index(tmp_path / "two_pass")
-    assert 0 < len(one) < 45 and set(one["crop_id"]) == set(two["crop_id"])
+    assert 0 < len(one) < 45
+    # equal, but for a frame whose likelihood lies within the float noise of the threshold
+    differ = {int(c.rsplit("/", 1)[1]) for c in set(one["crop_id"]) ^ set(two["crop_id"])}
+    assert all(abs(face.iloc[f] - threshold) <= noise for f in differ), sorted(differ)
     assert (tmp_path / "kp" / "manifest.csv").exists()
     # `painface keypoints` runs the same runner on the same frames, without the crops
     from painface.cli import main
