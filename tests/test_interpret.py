@@ -225,6 +225,22 @@ def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
         contrast["difference"], contrast["enrichment_pain_images"] - contrast["enrichment_no_pain_images"]
     )
     assert contrast["difference"].is_monotonic_decreasing
+    # the pain class's map of every image, computed afresh, gives the same table: reusing
+    # the predicted-class maps of images predicted pain changes nothing
+    from painface.gradcam import region_block
+    from painface.interpret import load_for_explain, run_gradcam, select
+    from painface.regions import contrast_table, crop_keypoints, per_image_regions
+
+    model = load_for_explain(ckpt)
+    ds, idx = select(store, None, 80, None, 0, model.input_size)
+    maps, probs, rgbs, _ = run_gradcam(
+        model, ds, show_progress=False, block=region_block(model.net, model.input_size), target=1
+    )
+    fresh = contrast_table(per_image_regions(maps, crop_keypoints(idx, maps.shape[-1]), probs > 0.5, images=rgbs)).drop(
+        index="others"
+    )
+    assert 0 < (probs > 0.5).sum() < 80  # both kinds of image, so both paths are taken
+    pd.testing.assert_frame_equal(contrast, fresh.loc[contrast.index], check_exact=False, rtol=1e-4, atol=1e-6)
     assert settings["pairs_drawn"] == min(500, settings["pairs_found"])
     # the random draw is everything when each predicted class has fewer than --per-class images
     assert settings["random_pain"] + settings["random_no_pain"] == 80

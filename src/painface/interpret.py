@@ -302,17 +302,28 @@ def analyse_regions(
     return table
 
 
-def contrast_regions(model, ds, keypoints, out: Path, method, block, show_progress, stage_max_grey) -> pd.DataFrame:
+def contrast_regions(
+    model, ds, keypoints, maps, probs, rgbs, out: Path, method, block, show_progress, stage_max_grey
+) -> pd.DataFrame:
     """regions_contrast.csv/.png: the pain class's Grad-CAM on every image of the random draw,
     compared between predicted pain and predicted no pain (regions.contrast_table). Beyond
     the paper: its per-class maps explain each image's own prediction, so a region the
-    network looks at in every face ranks high whatever the expression."""
+    network looks at in every face ranks high whatever the expression.
+
+    ``maps``, ``probs`` and ``rgbs`` are the predicted-class Grad-CAM of ``ds``: for an image
+    predicted pain that already is the pain class's map, so only the others run again."""
+    from torch.utils.data import Subset
+
     from painface.regions import contrast_table, per_image_regions
 
-    maps, probs, rgbs, _ = run_gradcam(model, ds, method, show_progress=show_progress, block=block, target=1)
-    table = contrast_table(
-        per_image_regions(maps, keypoints, is_pain(probs), images=rgbs, stage_max_grey=stage_max_grey)
-    )
+    pain = is_pain(probs)
+    maps = maps.copy()
+    redo = np.flatnonzero(~pain)
+    if len(redo):
+        maps[redo] = run_gradcam(
+            model, Subset(ds, redo.tolist()), method, show_progress=show_progress, block=block, target=1
+        )[0]
+    table = contrast_table(per_image_regions(maps, keypoints, pain, images=rgbs, stage_max_grey=stage_max_grey))
     table = table.drop(index="others", errors="ignore")
     table.to_csv(out / "regions_contrast.csv")
     contrast_figure(table, out / "regions_contrast.png")
@@ -479,8 +490,19 @@ def interpret_store(
     analyse(sub(random_sel), "random")
     if len(pairs):
         analyse(sub(pairs.ravel()), "pairs")
+    rows = sub(random_sel)
     contrast_regions(
-        model, Subset(ds, random_sel.tolist()), kp[sub(random_sel)], out, method, block, show_progress, stage_max_grey
+        model,
+        Subset(ds, random_sel.tolist()),
+        kp[rows],
+        maps_sub[rows],
+        probs_sub[rows],
+        rgbs_sub[rows],
+        out,
+        method,
+        block,
+        show_progress,
+        stage_max_grey,
     )
     np.savez_compressed(
         out / "maps.npz", maps=maps_sub.astype(np.float16), p_pain=probs_sub, crop_id=idx["crop_id"].to_numpy(str)[need]
