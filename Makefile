@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/extract_speed.py --width 1920 --height 1080 --minutes 1 3 > benchmarks/results/extract_speed_1920x1080.json
 	$(BIN)/python benchmarks/extract_speed.py --width 3840 --height 2160 --fps 30 --minutes 0.1 0.3 > benchmarks/results/extract_speed_3840x2160.json
 	$(BIN)/python benchmarks/datamodule_throughput.py > benchmarks/results/datamodule_throughput.json
+	$(BIN)/python benchmarks/memory_format.py > benchmarks/results/memory_format.json
 	$(BIN)/python benchmarks/dlc_speed.py > benchmarks/results/dlc_speed_cspnext_s.json
 	$(BIN)/python benchmarks/difficulty.py | tee benchmarks/results/difficulty.txt
 	$(BIN)/python benchmarks/pipeline_speed.py --sizes 640x360 1920x1080 3840x2160 --frames 600 > benchmarks/results/pipeline_speed.json

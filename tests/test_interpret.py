@@ -30,9 +30,9 @@ def ckpt(tmp_path_factory, store):
                 store,
                 out,
                 **{
-                    "data.samples_per_epoch": 512,
+                    "data.samples_per_epoch": 1024,
                     "data.batch_size": 64,
-                    "trainer.max_epochs": 2,
+                    "trainer.max_epochs": 3,
                     "~callbacks.gradcam": None,
                     "logger": "csv",
                 },
