@@ -20,6 +20,7 @@ no pain (touch rule) that the paper's chi-squared tests, and by the pain-class c
 import argparse
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -37,6 +38,20 @@ p.add_argument("--block", default="4", help="Grad-CAM conv block, or 'last' for 
 p.add_argument("--work", default="/tmp/painface-planted")
 p.add_argument("--results", default=None, help="default: benchmarks/results/planted_regions_<block>_<epochs>ep.jsonl")
 args = p.parse_args()
+
+
+def cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    names = (
+        [line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if "model name" in line]
+        if info.exists()
+        else []
+    )
+    return names[0] if names else platform.processor() or "?"
+
+
+CPU = cpu_name()
+COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
 
 block = None if args.block == "last" else int(args.block)
 tag = f"{'lastlayer' if block is None else f'block{block}'}_{args.epochs}ep"
@@ -61,7 +76,10 @@ for seed in args.seeds:
                 (run_dir / name).symlink_to(shared_store / name)
         row = planted_run(au, seed, run_dir, epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, block=block)
         row.update(
-            seconds=round(time.perf_counter() - t0, 1), machine=f"{platform.machine()}, {platform.processor() or '?'}"
+            seconds=round(time.perf_counter() - t0, 1),
+            machine=f"{platform.machine()}, {platform.processor() or '?'}",
+            cpu=CPU,
+            commit=COMMIT,  # the rows of one table may come from different commits: each says which
         )
         with results.open("a") as f:
             f.write(json.dumps(row) + "\n")
