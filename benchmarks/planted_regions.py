@@ -93,10 +93,9 @@ for i, r in rows.iterrows():
         enrichment = planted_ranking(csv, r["unit"])
         rows.at[i, "rank"], rows.at[i, "planted_enrichment"] = enrichment["rank"], enrichment["planted_enrichment"]
         rows.at[i, "rank_positivity"] = planted_ranking(csv, r["unit"], by="positivity_difference")["rank"]
-        if csv.with_name("regions_contrast.csv").exists():
-            rows.at[i, "rank_contrast"] = planted_ranking(csv.with_name("regions_contrast.csv"), r["unit"], "contrast")[
-                "rank"
-            ]
+        contrast = csv.with_name("regions_contrast.csv")
+        if contrast.exists():
+            rows.at[i, "rank_contrast"] = planted_ranking(contrast, r["unit"], "contrast")["rank"]
 lines = [f"settings: {tag} (128 px input; Grad-CAM {'last conv layer' if block is None else f'conv block {block}'})"]
 for col, what in (
     ("rank", "Grad-CAM enrichment on pain predictions"),

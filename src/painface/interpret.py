@@ -436,7 +436,8 @@ def interpret_store(
     pain = is_pain(probs)
     rng = np.random.default_rng(seed)
     xy = embed_2d(x, embedding, seed)
-    pairs = draw_pairs(mutual_pairs(xy if pair_space == "embedding" else x, pain), n_pairs, rng)
+    found = mutual_pairs(xy if pair_space == "embedding" else x, pain)
+    pairs = draw_pairs(found, n_pairs, rng)
     random_sel = balanced_draw(pain, per_class, rng)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -472,7 +473,8 @@ def interpret_store(
         pairs_sheet(
             rgbs_sub, maps_sub, probs_sub, np.column_stack([sub(pairs[:, 0]), sub(pairs[:, 1])]), out / "pairs.png"
         )
-    regions_sheet(rgbs_sub[sub(random_sel)], kp[sub(random_sel)], out / "regions.png", stage_max_grey=stage_max_grey)
+    random_rows = sub(random_sel)  # the random draw's rows of the Grad-CAM arrays
+    regions_sheet(rgbs_sub[random_rows], kp[random_rows], out / "regions.png", stage_max_grey=stage_max_grey)
     opts = dict(threshold=threshold, min_fraction=min_fraction, stage_max_grey=stage_max_grey, yates=yates)
 
     def analyse(rows, name):
@@ -487,17 +489,16 @@ def interpret_store(
             **opts,
         )
 
-    analyse(sub(random_sel), "random")
+    analyse(random_rows, "random")
     if len(pairs):
         analyse(sub(pairs.ravel()), "pairs")
-    rows = sub(random_sel)
     contrast_regions(
         model,
         Subset(ds, random_sel.tolist()),
-        kp[rows],
-        maps_sub[rows],
-        probs_sub[rows],
-        rgbs_sub[rows],
+        kp[random_rows],
+        maps_sub[random_rows],
+        probs_sub[random_rows],
+        rgbs_sub[random_rows],
         out,
         method,
         block,
@@ -512,7 +513,7 @@ def interpret_store(
             {
                 "selection": len(idx),
                 "query": query,
-                "pairs_found": int(len(mutual_pairs(xy if pair_space == "embedding" else x, pain))),
+                "pairs_found": int(len(found)),
                 "pairs_drawn": int(len(pairs)),
                 "pair_space": pair_space,
                 "embedding": embedding,
