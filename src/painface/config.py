@@ -148,18 +148,18 @@ def validate(cfg: DictConfig) -> DictConfig:
         merged[group] = node
     if merged.model._target_ == DEFAULT_MODEL:
         _check_net(merged.model.net)
+    _check_ranges(merged)  # before the checks below, which import Lightning's classes (6 s)
     for group in ("callbacks", "logger"):
         for cb_name, node in (merged[group] or {}).items():
             if node is not None:
                 _check_target_kwargs(node, f"{group}.{cb_name}")
     _check_target_kwargs(merged.trainer, "trainer")
-    _check_ranges(merged)
     return merged
 
 
 def _check_net(net) -> None:
     """The network's name is registered and each of its keys is an argument of that network."""
-    from painface.models import ModelError, net_arguments
+    from painface.nets import ModelError, net_arguments
 
     for key in ("name", "input_size"):
         if key not in net:

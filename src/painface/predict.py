@@ -18,8 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from painface.calibration import apply_temperature, run_temperature
-from painface.data import CropDataset, augment_and_resize, to_tensor
-from painface.models import load_classifier
+from painface.nets import checkpoint_hparams
 
 # the file format lives in predictions.py (torch-free); these names stay importable from here
 from painface.predictions import PredictionError, _plain, file_digest, read_predictions, write_predictions  # noqa: F401
@@ -98,6 +97,8 @@ class FolderDataset(Dataset):
             raise PredictionError(
                 f"{path}: {w}x{h} pixels is too small to hold a face (need at least {MIN_IMAGE_PX} px on each side)"
             )
+        from painface.data import augment_and_resize, to_tensor
+
         s = min(h, w)  # centre square, as the face crops are square
         img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
         return {
@@ -152,7 +153,13 @@ def score(
             raise PredictionError(f"--temperature: expected a positive number or 'auto', got {temperature!r}") from None
         if not temperature > 0:
             raise PredictionError(f"--temperature: must be > 0, got {temperature!r}")
-    model = load_classifier(ckpt_path)
+    # a bad checkpoint fails before Lightning is imported (painface.data and painface.models
+    # import it: 6 s on 2 cores)
+    hparams = None if Path(ckpt_path).is_dir() else checkpoint_hparams(ckpt_path)
+    from painface.data import CropDataset
+    from painface.models import load_classifier
+
+    model = load_classifier(ckpt_path, hparams=hparams)
     model.eval()
     if images is not None:
         ds = FolderDataset(images, model.input_size)
@@ -164,7 +171,7 @@ def score(
             index = select_index(store, query)
         except StoreError as exc:
             raise PredictionError(f"{exc}, nothing to score") from None
-        from painface.models import check_fit
+        from painface.nets import check_fit
 
         for note in check_fit(
             getattr(model, "provenance", {}), smeta.get("crop_size"), index["strain"].unique(), str(store)

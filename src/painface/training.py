@@ -70,14 +70,13 @@ def build(cfg: DictConfig):
 def train(cfg: DictConfig) -> dict:
     """Fit (optionally resuming from ``ckpt_path``), then test the best checkpoint on held-out mice."""
     from painface.calibration import calibration_report
-    from painface.config import validate
+    from painface.config import ConfigError, validate
+    from painface.nets import checkpoint_hparams
 
+    # a bad checkpoint fails first, before validate() imports Lightning
+    saved = checkpoint_hparams(cfg.ckpt_path)["net"] if cfg.get("ckpt_path") else None
     cfg = validate(cfg)
-    if cfg.ckpt_path:  # resuming: the checkpoint's network must be the configured one
-        from painface.config import ConfigError
-        from painface.models import checkpoint_hparams
-
-        saved = checkpoint_hparams(cfg.ckpt_path)["net"]
+    if saved:  # resuming: the checkpoint's network must be the configured one
         for key in ("name", "input_size"):
             if saved.get(key) != cfg.model.net[key]:
                 raise ConfigError(
@@ -105,12 +104,16 @@ def evaluate(cfg: DictConfig) -> dict:
     """``eval.py``: metrics and confusion matrix of a checkpoint on a (held-out) store."""
     from painface.calibration import calibration_report
     from painface.config import ConfigError, validate
-    from painface.models import load_classifier
+    from painface.nets import checkpoint_hparams
 
     if not cfg.get("ckpt_path"):
         raise ConfigError("config key 'ckpt_path': eval.py needs ckpt_path=PATH")
+    # a bad checkpoint fails before anything else is set up, and before Lightning is imported
+    hparams = None if Path(cfg.ckpt_path).is_dir() else checkpoint_hparams(cfg.ckpt_path)
     cfg = validate(cfg)
-    model = load_classifier(cfg.ckpt_path)  # a bad checkpoint fails before anything else is set up
+    from painface.models import load_classifier
+
+    model = load_classifier(cfg.ckpt_path, hparams=hparams)
     import logging
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # no device banner
