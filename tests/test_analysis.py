@@ -225,3 +225,18 @@ def test_the_torch_free_modules_do_not_import_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr[-500:])
+
+
+def test_settings_and_checkpoints_are_checked_without_lightning():
+    """config, nets and predict check a bad value or a bad checkpoint before Lightning (6 s)
+    is imported; models re-exports the networks from nets, one registry for both."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, painface.config, painface.nets, painface.predict, painface.training, painface.entry; "
+        "print(sorted(m for m in ('lightning', 'torchmetrics') if m in sys.modules)); "
+        "import painface.models as m, painface.nets as n; print(m.NETS is n.NETS, m.register_net is n.register_net)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split("\n")[:2] == ["[]", "True True"], (r.stdout, r.stderr[-500:])
