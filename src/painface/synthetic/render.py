@@ -15,6 +15,7 @@ z toward the camera. The mouse's *left* eye is at +x (it appears on image right)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -101,11 +102,19 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 def _unit(v) -> np.ndarray:
     v = np.asarray(v, dtype=float)
-    return v / np.linalg.norm(v)
+    return v / math.sqrt(v @ v)  # np.linalg.norm's own formula, without its per-call overhead
+
+
+def _cross(a, b) -> np.ndarray:
+    """np.cross for two 3-vectors, with the same arithmetic: np.cross's array machinery
+    took a quarter of the render time, for 3 numbers."""
+    a0, a1, a2 = (float(x) for x in a)
+    b0, b1, b2 = (float(x) for x in b)
+    return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
 
 
 def _shade(color, factor) -> tuple[float, float, float]:
-    return tuple(float(np.clip(c * factor, 0, 255)) for c in color)
+    return tuple(min(max(float(c * factor), 0.0), 255.0) for c in color)
 
 
 def _mix(a, b, t) -> tuple[float, float, float]:
@@ -135,11 +144,11 @@ class _Scene:
     def disc(self, center, normal, a, b, color, tag=None, up=(0, -1, 0)):
         """A 3-D ellipse on a surface; drawn as a polygon so foreshortening is exact."""
         n = _unit(normal)
-        u = np.cross(up, n)
-        if np.linalg.norm(u) < 1e-6:
+        u = _cross(up, n)
+        if math.sqrt(u @ u) < 1e-6:
             u = np.array([1.0, 0, 0])
         u = _unit(u)
-        v = np.cross(n, u)
+        v = _cross(n, u)
         pts = np.asarray(center) + a * _CIRCLE[:, :1] * u + b * _CIRCLE[:, 1:] * v
         self.poly(pts, color, tag)
 
