@@ -42,6 +42,22 @@ def test_paper_cnn_shape():
     assert net.forward_features(torch.zeros(1, 3, 64, 64)).shape == (1, 16, 1, 1)
 
 
+def test_to_tensor_by_hand():
+    """BGR bytes -> RGB planes, (x / 255 - 0.5) / 0.25, in float32; a flipped (strided) view too."""
+    import torch
+
+    from painface.data import to_tensor
+
+    img = np.array([[[0, 128, 255], [255, 255, 255]]], np.uint8)  # 1 x 2 pixels, BGR
+    t = to_tensor(img)
+    assert t.shape == (3, 1, 2) and t.dtype == torch.float32 and t.is_contiguous()
+    by_hand = {(0, 0): 2.0, (1, 0): (128 / 255 - 0.5) / 0.25, (2, 0): -2.0}  # R, G, B of pixel 0
+    for (c, x), v in by_hand.items():
+        assert t[c, 0, x].item() == pytest.approx(v, abs=1e-6)
+    assert torch.all(t[:, 0, 1] == 2.0)  # white
+    assert torch.equal(to_tensor(img[:, ::-1]), t.flip(-1))
+
+
 def test_callbacks_write_images_with_content_and_checkpoints_resume(compose, tmp_path):
     import cv2
 
