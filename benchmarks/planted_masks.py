@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from painface.crops import RULE_SKIP, crop_box, crop_rules
 from painface.regions import region_masks_from_keypoints
 from painface.synthetic.planted import PLANTED_REGIONS
 from painface.synthetic.recording import COATS, make_mouse
@@ -44,13 +45,12 @@ for au in ACTION_UNITS:
                 kps.append(render_face(img, mouse, pose, Expression(intensity=lvl, weights=w, signal=3.0)))
                 imgs.append(img)
             kp = kps[0]
-            r, le = kp["right_eye"], kp["left_eye"]
-            cx, cy = (
-                ((r[0] + le[0]) / 2, (r[1] + le[1]) / 2)
-                if r[2] > 0.12 and le[2] > 0.12
-                else (r[:2] if r[2] > le[2] else le[:2])
-            )
-            x0, y0 = int(cx - size / 2), int(cy - size / 2)
+            # the paper's crop rules (crops.crop_rules), on the renderer's visibility with its own
+            # "visible" cut (0.12, where the synthetic likelihood's sigmoid is centred)
+            rule, centre, _ = crop_rules(*(np.array([kp[p]], float) for p in ("nose", "right_eye", "left_eye")), 0.12)
+            if rule[0] == RULE_SKIP:
+                continue
+            x0, y0, _, _ = crop_box(centre[0], size)
             diff = np.abs(imgs[1].astype(float) - imgs[0].astype(float)).sum(2)[y0 : y0 + size, x0 : x0 + size]
             if diff.sum() == 0:
                 continue
