@@ -11,10 +11,10 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# CPU machines: torch/torchvision from the local wheel cache (see README); elsewhere any torch>=2.2 works
-	# --no-compile: Python compiles what it imports on first use; compiling all ~22,000 files
-	# up front took about 100 s on 2 cores, most of them never imported
-	$(BIN)/pip install -q --no-compile "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install -q --no-compile "torch>=2.2" "torchvision>=0.17"
-	$(BIN)/pip install -q --no-compile -e ".[dev,dlc,umap,optuna,slurm,review]"
+	# compiled at install (no --no-compile): with PYTHONDONTWRITEBYTECODE=1, as on CI, Python
+	# would otherwise compile torch & co. from source in every process (make test: 32 min)
+	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install -q "torch>=2.2" "torchvision>=0.17"
+	$(BIN)/pip install -q -e ".[dev,dlc,umap,optuna,slurm,review]"
 	touch $(STAMP)
 
 demo: $(STAMP)
