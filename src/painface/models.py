@@ -18,6 +18,7 @@ from torchmetrics import classification as C
 
 from painface.nets import (  # noqa: F401 (re-exported: painface.models is the documented path)
     NETS,
+    FeaturesHead,
     ModelError,
     PaperCNN,
     ResNet18,

@@ -45,8 +45,24 @@ def register_net(name: str):
     return add
 
 
+class FeaturesHead(nn.Module):
+    """The timm-style split every built-in network shares: ``features`` (convolutions) then
+    ``head`` (pooling, fully connected); a subclass sets both and lists its ``blocks``."""
+
+    @property
+    def target_layer(self) -> nn.Module:
+        # Grad-CAM on the last conv layer (paper step 8)
+        return self.blocks[-1]
+
+    def forward_features(self, x):
+        return self.features(x)
+
+    def forward(self, x):
+        return self.head(self.forward_features(x))
+
+
 @register_net("paper")
-class PaperCNN(nn.Module):
+class PaperCNN(FeaturesHead):
     """Paper step 5: six blocks of conv 3x3 (stride 1) + ReLU + BatchNorm + MaxPool 2x2,
     then global average pooling and three fully connected blocks.
 
@@ -95,19 +111,8 @@ class PaperCNN(nn.Module):
         Block k's map is input_size / 2**(k-1) pixels wide (96 px: 96, 48, ..., 3)."""
         return [b[2] for b in self.features]
 
-    @property
-    def target_layer(self) -> nn.Module:
-        # Grad-CAM on the last conv layer (paper step 8)
-        return self.blocks[-1]
 
-    def forward_features(self, x):
-        return self.features(x)
-
-    def forward(self, x):
-        return self.head(self.forward_features(x))
-
-
-class TorchvisionNet(nn.Module):
+class TorchvisionNet(FeaturesHead):
     """A torchvision ResNet, never downloading weights; ``weights`` loads a local file."""
 
     arch = "resnet18"
@@ -139,16 +144,6 @@ class TorchvisionNet(nn.Module):
     @property
     def blocks(self) -> list[nn.Module]:
         return list(self.features[4:])  # layer1 .. layer4
-
-    @property
-    def target_layer(self) -> nn.Module:
-        return self.blocks[-1]
-
-    def forward_features(self, x):
-        return self.features(x)
-
-    def forward(self, x):
-        return self.head(self.forward_features(x))
 
 
 @register_net("resnet18")
@@ -197,6 +192,13 @@ def build_net(name: str = "paper", **kw) -> nn.Module:
                 f"model.net.{key}: the '{name}' network has no setting '{key}' (it takes: {', '.join(allowed)})"
             )
     return net_class(name)(**kw)
+
+
+def precheck_model(path: str | Path) -> dict | None:
+    """Read before Lightning is imported, so a bad file fails in seconds: a checkpoint's
+    checked hyper-parameters (hand them to ``load_classifier(hparams=...)``), or None for a
+    folder exported by ``painface model export`` (``load_bundle`` checks that one)."""
+    return None if Path(path).is_dir() else checkpoint_hparams(path)
 
 
 def checkpoint_hparams(ckpt_path: str | Path) -> dict:

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from painface.calibration import apply_temperature, run_temperature
-from painface.nets import checkpoint_hparams
+from painface.nets import precheck_model
 
 # the file format lives in predictions.py (torch-free); these names stay importable from here
 from painface.predictions import PredictionError, _plain, file_digest, read_predictions, write_predictions  # noqa: F401
@@ -155,7 +155,7 @@ def score(
             raise PredictionError(f"--temperature: must be > 0, got {temperature!r}")
     # a bad checkpoint fails before Lightning is imported (painface.data and painface.models
     # import it: 6 s on 2 cores)
-    hparams = None if Path(ckpt_path).is_dir() else checkpoint_hparams(ckpt_path)
+    hparams = precheck_model(ckpt_path)
     from painface.data import CropDataset
     from painface.models import load_classifier
 

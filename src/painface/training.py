@@ -104,12 +104,12 @@ def evaluate(cfg: DictConfig) -> dict:
     """``eval.py``: metrics and confusion matrix of a checkpoint on a (held-out) store."""
     from painface.calibration import calibration_report
     from painface.config import ConfigError, validate
-    from painface.nets import checkpoint_hparams
+    from painface.nets import precheck_model
 
     if not cfg.get("ckpt_path"):
         raise ConfigError("config key 'ckpt_path': eval.py needs ckpt_path=PATH")
     # a bad checkpoint fails before anything else is set up, and before Lightning is imported
-    hparams = None if Path(cfg.ckpt_path).is_dir() else checkpoint_hparams(cfg.ckpt_path)
+    hparams = precheck_model(cfg.ckpt_path)
     cfg = validate(cfg)
     from painface.models import load_classifier
 
