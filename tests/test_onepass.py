@@ -37,10 +37,29 @@ def _row(manifest, camera="cam1"):
     return m[(m.session_id == "ac_m01_post") & (m.camera == camera)].iloc[0].to_dict()
 
 
-def test_one_pass_threads_give_the_store_that_extract_gives(manifest, tmp_path):
+def test_one_pass_threads_give_the_store_that_extract_gives(manifest, tmp_path, monkeypatch):
+    """Also: frames are decoded into reused buffers, never one still waiting to be cropped."""
+    import time
+
+    from painface.onepass import POOL_BATCHES, FramePool
+
     row = _row(manifest)
     cfg = ExtractConfig(crop_size=64)
     pts = face_points(read_dlc(row["keypoints"]))
+    buffers, given_back = set(), []
+    add, give_back = PartCropper.add, FramePool.give_back
+
+    def slow_add(self, *args):
+        time.sleep(0.01)  # a slow cropper: the reader would overwrite frames if it ran ahead of it
+        return add(self, *args)
+
+    def recorded(self, frames):
+        buffers.update(f.__array_interface__["data"][0] for f in frames)
+        given_back.extend(frames)
+        return give_back(self, frames)
+
+    monkeypatch.setattr(PartCropper, "add", slow_add)
+    monkeypatch.setattr(FramePool, "give_back", recorded)
     # 320x180 analysed at 90 rows: half size, so keypoints are scaled back by 2 (paper step 2)
     runner = TruthRunner(pts, 2.0, (90, 160))
     one = prepare_store(tmp_path / "one", cfg)
@@ -48,6 +67,8 @@ def test_one_pass_threads_give_the_store_that_extract_gives(manifest, tmp_path):
         {**row, "keypoints": None}, one, cfg, runner, "DLC_truth", list(FACE_POINTS), tmp_path / "kp", 5, 90
     )
     assert runner.next == summary["frames"]  # every frame went through inference once
+    assert len(given_back) == summary["frames"] > 2 * POOL_BATCHES * 5  # the pool wrapped round...
+    assert len(buffers) <= POOL_BATCHES * 5  # ...so the frames were decoded into reused buffers
     pd.DataFrame([row]).to_csv(tmp_path / "m.csv", index=False)
     _, errors = extract(tmp_path / "m.csv", tmp_path / "two", cfg, show_progress=False)
     assert not errors
