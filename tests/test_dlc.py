@@ -291,7 +291,9 @@ def test_painface_run_with_a_deeplabcut_project_goes_in_one_pass(trained, clip, 
     shutil.copyfile(clip, project / "videos" / "m3v1_clip.mp4")
     (project / "animals.csv").write_text("mouse_id,sex,strain,treatment\nm3v1,male,C57BL/6,none\n")
     doc = yaml.safe_load((project / "painface.yaml").read_text())
-    doc["keypoints"].update(dlc_config=str(trained), bodypart_map=OPENFIELD_MAP, analysis_height=240, device="cpu")
+    doc["keypoints"].update(
+        dlc_config=str(trained), bodypart_map=OPENFIELD_MAP, analysis_height=240, device="cpu", batch_size=4
+    )
     doc["extract"].update(crop_size=64, threshold=0.0, workers=1)
     (project / "painface.yaml").write_text(yaml.safe_dump(doc))
     done = run_project(project, until="extract", show_progress=False)

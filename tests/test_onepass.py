@@ -154,3 +154,43 @@ def test_a_batch_too_large_for_the_gpu_is_halved_not_fatal(manifest, tmp_path, c
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         infer(Broken(pts, 1.0, (180, 320)), [np.zeros((180, 320, 3), np.uint8)] * 4, [4])
+
+
+def test_deeplabcut_batch_size_is_checked_and_reaches_the_runner(manifest, tmp_path, monkeypatch, capsys):
+    """painface.yaml's keypoints.batch_size and ``painface keypoints --batch-size``: a bad
+    value fails naming the key, before anything runs; a good one reaches DeepLabCut's job."""
+    import yaml
+
+    from painface import dlc
+    from painface.cli import main
+    from painface.manifest import write_manifest
+    from painface.project import ProjectError, init_project, load_project
+
+    path = init_project(tmp_path / "p", pattern="{mouse_id}_{phase}_{camera}.mp4")
+    doc = yaml.safe_load(path.read_text())
+    for key, bad in [("batch_size", 0), ("batch_size", "8"), ("batch_size", True), ("analysis_height", 0)]:
+        path.write_text(yaml.safe_dump({**doc, "keypoints": {**doc["keypoints"], key: bad}}))
+        with pytest.raises(ProjectError, match=f"keypoints.{key}: must be a positive integer"):
+            load_project(path)
+    path.write_text(yaml.safe_dump({**doc, "keypoints": {**doc["keypoints"], "batch_size": 16}}))
+    assert load_project(path)[1].keypoints.batch_size == 16
+
+    seen = []
+
+    def recorded(config, videos, dest, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return {v: str(tmp_path / "kp.h5") for v in videos}, []
+
+    monkeypatch.setattr(dlc, "keypoints_in_memory", recorded)
+    m = read_manifest(manifest).head(2)
+    m["keypoints"] = pd.NA
+    write_manifest(m, tmp_path / "m.csv")
+    with pytest.raises(dlc.DLCError, match="batch size: must be a positive number of frames, got 0"):
+        dlc.add_keypoints(tmp_path / "m.csv", "dlc.yaml", tmp_path / "out0", batch_size=0)
+    assert not (tmp_path / "out0").exists()  # failed before anything was written
+    args = ["keypoints", str(tmp_path / "m.csv"), "--config", "dlc.yaml", "--out", str(tmp_path / "out")]
+    assert main([*args, "--batch-size", "5"]) == 0 and seen == [5]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--batch-size", "0"])
+    assert exit_.value.code == 2 and "--batch-size: '0' is not a positive number of frames" in capsys.readouterr().err
+    assert seen == [5]

@@ -25,6 +25,17 @@ def _layer(text: str):
         raise argparse.ArgumentTypeError(f"'{text}' is not auto, last or a block number") from None
 
 
+def _frames(text: str) -> int:
+    """A DeepLabCut batch: a positive number of frames."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of frames")
+    return value
+
+
 def _init(args):
     from painface.project import init_project
 
@@ -157,6 +168,7 @@ def _keypoints(args):
                 analysis_height=args.analysis_height,
                 device=args.device,
                 cluster=_cluster(args),
+                batch_size=args.batch_size,
             )
         )
     )
@@ -466,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto: the GPU when there is one, else cpu")
     g.add_argument(
         "--dlc-batch-size",
-        type=int,
+        type=_frames,
         default=None,
         help="frames per DeepLabCut batch (default: 8 on the CPU, 64 on a GPU, halved while the GPU is out of memory)",
     )
@@ -497,6 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shuffle", type=int, default=1)
     s.add_argument("--analysis-height", type=int, default=720, help="downscale to this many rows first (paper: 720)")
     s.add_argument("--device", default="auto", help="auto: the GPU when there is one, else cpu")
+    s.add_argument(
+        "--batch-size",
+        type=_frames,
+        default=None,
+        help="frames per DeepLabCut batch (default: 8 on the CPU, 64 on a GPU, halved while the GPU is out of memory)",
+    )
     add_cluster_options(s)
     s.set_defaults(func=_keypoints)
 

@@ -250,6 +250,7 @@ def extract_onepass(
     from painface.extract import prepare_store
 
     read_project(config)
+    _check_batch(batch_size)
     df = read_manifest(manifest)
     todo = df[df["keypoints"].isna()]  # videos with a keypoint file go the usual way (extract)
     rows = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in todo.to_dict("records")]
@@ -301,6 +302,7 @@ def add_keypoints(
     device: str = "auto",
     cluster=None,
     show_progress: bool = True,
+    batch_size: int | None = None,  # None: 8 on the CPU, 64 on a GPU (halved while out of memory)
 ) -> Path:
     """Analyze every video lacking keypoints; write ``out/manifest.csv`` pointing at the results.
 
@@ -309,13 +311,14 @@ def add_keypoints(
     video is written, and all videos share one DeepLabCut process. ``cluster``
     (a ``ClusterConfig`` with executor slurm): one SLURM array task per video (or chunk).
     """
+    _check_batch(batch_size)  # before any job is sent
     df = read_manifest(manifest)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     todo = []
     for i in range(len(df)):
         if pd.isna(df.at[i, "keypoints"]):
-            todo.append((i, (str(config), df.at[i, "video"], str(out), shuffle, analysis_height, device)))
+            todo.append((i, (str(config), df.at[i, "video"], str(out), shuffle, analysis_height, device, batch_size)))
     if cluster is not None and cluster.remote:
         from painface.cluster import map_on_slurm
 
@@ -339,7 +342,13 @@ def add_keypoints(
         if show_progress:
             print(f"DeepLabCut: {len(todo)} videos in one process", file=sys.stderr, flush=True)
         done, errors = keypoints_in_memory(
-            config, [job[1] for _, job in todo], out, shuffle=shuffle, analysis_height=analysis_height, device=device
+            config,
+            [job[1] for _, job in todo],
+            out,
+            shuffle=shuffle,
+            analysis_height=analysis_height,
+            device=device,
+            batch_size=batch_size,
         )
         for i, job in todo:
             if job[1] in done:
@@ -367,6 +376,7 @@ def keypoints_in_memory(
     scaled back (``onepass.video_to_keypoints``): one subprocess and one model load for all
     of them. Returns ({video: keypoint file}, error lines)."""
     read_project(config)
+    _check_batch(batch_size)
     result = _run(
         {
             "op": "keypoints",
@@ -386,11 +396,22 @@ def keypoints_in_memory(
     return result["keypoints"], result["errors"]
 
 
+def _check_batch(batch_size: int | None) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise DLCError(f"DeepLabCut batch size: must be a positive number of frames, got {batch_size!r}")
+
+
 def _analyze_chunk(chunk: list) -> list[tuple[str, str]]:
     """(video, keypoint file) for each job of one task: one DeepLabCut process for the chunk."""
-    config, _, out, shuffle, height, device = chunk[0]
+    config, _, out, shuffle, height, device, batch_size = chunk[0]
     done, errors = keypoints_in_memory(
-        config, [job[1] for job in chunk], out, shuffle=shuffle, analysis_height=height, device=device
+        config,
+        [job[1] for job in chunk],
+        out,
+        shuffle=shuffle,
+        analysis_height=height,
+        device=device,
+        batch_size=batch_size,
     )
     if errors:
         raise DLCError("; ".join(errors))

@@ -203,6 +203,7 @@ class KeypointsStage(Stage):
             device=k.device,
             cluster=spec.cluster,
             show_progress=show_progress,
+            batch_size=k.batch_size,
         )
         build_manifest(root)  # now with the new keypoint files
 
@@ -247,6 +248,7 @@ class ExtractStage(Stage):
                 shuffle=k.shuffle,
                 analysis_height=k.analysis_height,
                 device=k.device,
+                batch_size=k.batch_size,
             )
             if errors:
                 raise PipelineError("extract: " + "; ".join(errors))

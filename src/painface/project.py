@@ -53,6 +53,9 @@ class KeypointsSection:
     device: str = "auto"
     filtered: bool = False  # prefer DeepLabCut's filtered output when both exist
     bodypart_map: dict = field(default_factory=dict)  # {nose: snout, right_eye: reye, left_eye: leye}
+    # DeepLabCut frames per batch; null: 8 on the CPU, 64 on a GPU (halved while it runs out of
+    # memory). The one pass holds 4 batches of full-resolution frames: 6.4 GB at 4K for 64
+    batch_size: int | None = None
 
 
 @dataclass
@@ -160,6 +163,13 @@ def _check_values(spec: ProjectSpec, path: Path) -> None:
     for phase, when in v.treatment_time.items():
         if phase not in ("pre", "post") or not (when == "end" or isinstance(when, (int, float))):
             raise ProjectError(f"{path}: videos.treatment_time.{phase}: expected 'end' or seconds, got {when!r}")
+    k = spec.keypoints
+    for key in ("shuffle", "analysis_height", "batch_size"):
+        value = getattr(k, key)
+        if (key != "batch_size" or value is not None) and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ProjectError(f"{path}: keypoints.{key}: must be a positive integer, got {value!r}")
     e = spec.extract
     if not 0 <= e.threshold <= 1:
         raise ProjectError(f"{path}: extract.threshold: must be in [0, 1], got {e.threshold!r}")
