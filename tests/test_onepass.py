@@ -194,3 +194,23 @@ def test_deeplabcut_batch_size_is_checked_and_reaches_the_runner(manifest, tmp_p
         main([*args, "--batch-size", "0"])
     assert exit_.value.code == 2 and "--batch-size: '0' is not a positive number of frames" in capsys.readouterr().err
     assert seen == [5]
+
+
+def test_openmp_waits_passively_where_the_reader_downscales(manifest, monkeypatch):
+    """Spinning OpenMP threads take the cores from the reader: a one-pass job that
+    downscales (320x180 analysed at 90 rows) runs with OMP_WAIT_POLICY=PASSIVE, one that
+    does not keeps OpenMP's default, and a policy the user set is never overridden."""
+    from painface import dlc
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    video = _row(manifest)["video"]
+    assert dlc.reader_env([video], 90) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert dlc.reader_env([video], 180) == dlc.reader_env([video], None) == {}
+    seen = []
+    monkeypatch.setattr(dlc, "read_project", lambda config: {})
+    monkeypatch.setattr(dlc, "_run", lambda job, timeout, env: seen.append(env) or {"keypoints": {}, "errors": []})
+    dlc.keypoints_in_memory("dlc.yaml", [video], "out", analysis_height=90)
+    dlc.keypoints_in_memory("dlc.yaml", [video], "out", analysis_height=720)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    dlc.keypoints_in_memory("dlc.yaml", [video], "out", analysis_height=90)
+    assert seen == [{"OMP_WAIT_POLICY": "PASSIVE"}, {}, {}]
