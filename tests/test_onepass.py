@@ -194,6 +194,10 @@ def test_deeplabcut_batch_size_is_checked_and_reaches_the_runner(manifest, tmp_p
         main([*args, "--batch-size", "0"])
     assert exit_.value.code == 2 and "--batch-size: '0' is not a positive number of frames" in capsys.readouterr().err
     assert seen == [5]
+    # a SLURM array task (one chunk of videos) carries it too
+    video = str(m["video"].iloc[0])
+    assert dlc._analyze_chunk([("dlc.yaml", video, "out", 1, 720, "cpu", 7)]) == [(video, str(tmp_path / "kp.h5"))]
+    assert seen == [5, 7]
 
 
 def test_openmp_waits_passively_where_the_reader_downscales(manifest, monkeypatch):
