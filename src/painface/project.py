@@ -164,11 +164,11 @@ def _check_values(spec: ProjectSpec, path: Path) -> None:
         if phase not in ("pre", "post") or not (when == "end" or isinstance(when, (int, float))):
             raise ProjectError(f"{path}: videos.treatment_time.{phase}: expected 'end' or seconds, got {when!r}")
     k = spec.keypoints
-    for key in ("shuffle", "analysis_height", "batch_size"):
-        value = getattr(k, key)
-        if (key != "batch_size" or value is not None) and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
+    counts = {"shuffle": k.shuffle, "analysis_height": k.analysis_height}
+    if k.batch_size is not None:  # null: DeepLabCut's default for the device
+        counts["batch_size"] = k.batch_size
+    for key, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ProjectError(f"{path}: keypoints.{key}: must be a positive integer, got {value!r}")
     e = spec.extract
     if not 0 <= e.threshold <= 1:
