@@ -1,6 +1,6 @@
 """DataModule throughput and CPU training speed (issue: training framework, performance).
 
-- crops/s delivered by PainFaceDataModule.train_dataloader() (2 workers, augmentation on),
+- crops/s delivered by PainFaceDataModule.train_dataloader() (--workers, default 2; augmentation on),
   divided by a bare single-process loop that decodes and augments the same crops
   (target >= 0.9);
 - training images/s of the paper CNN on CPU (forward + backward + Adam step);
@@ -34,6 +34,7 @@ p.add_argument("--samples", type=int, default=30000)
 p.add_argument("--input-size", type=int, default=96)
 p.add_argument("--batch-size", type=int, default=128)
 p.add_argument("--train-batches", type=int, default=10)
+p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
 args = p.parse_args()
 
 tmp = tempfile.TemporaryDirectory()
@@ -46,7 +47,7 @@ dm = PainFaceDataModule(
     str(store),
     samples_per_epoch=args.samples,
     batch_size=args.batch_size,
-    num_workers=2,
+    num_workers=args.workers,
     input_size=args.input_size,
     persistent_workers=False,
     pin_memory=torch.cuda.is_available(),
@@ -94,7 +95,8 @@ result = {
     "input_size": args.input_size,
     "samples": n,
     "bare_decode_augment_crops_per_s": round(bare, 1),
-    "datamodule_2_workers_crops_per_s": round(module, 1),
+    "workers": args.workers,
+    "datamodule_crops_per_s": round(module, 1),
     "ratio": round(module / bare, 2),
     "target_ratio": 0.9,
     "cpu_train_images_per_s": round(cpu_train, 1),

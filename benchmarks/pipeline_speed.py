@@ -39,8 +39,8 @@ SHARED = ROOT.parent / "shared" / "data" / "dlc-openfield"
 MAP = {"nose": "snout", "right_eye": "rightear", "left_eye": "leftear"}
 
 
-def make_video(path: Path, size: tuple[int, int], n: int) -> None:
-    cap = cv2.VideoCapture(str(SHARED / "videos" / "m3v1mp4.mp4"))
+def make_video(path: Path, size: tuple[int, int], n: int, project: Path = SHARED) -> None:
+    cap = cv2.VideoCapture(str(project / "videos" / "m3v1mp4.mp4"))
     frames = []
     while len(frames) < min(n, 300):
         ok, f = cap.read()
@@ -65,7 +65,7 @@ INFER = """
 import json, sys, time, cv2, numpy as np
 from painface.onepass import analysis_size, build_runner
 job = json.loads(sys.argv[1])
-runner, _, _ = build_runner(job["config"], device="cpu", batch_size=job["batch"])
+runner, _, _ = build_runner(job["config"], device=job["device"], batch_size=job["batch"])
 cap = cv2.VideoCapture(job["video"]); frames = []
 while True:
     ok, f = cap.read()
@@ -113,7 +113,11 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=150)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--net", default="cspnext_s")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where DeepLabCut runs")
+    p.add_argument("--crop-size", type=int, default=128, help="side of the stored crops (the paper's: 800)")
+    p.add_argument("--project", default=str(SHARED), help="the DeepLabCut project to train and take the video from")
     args = p.parse_args()
+    source = Path(args.project)
     from painface.dlc import analyze_video, extract_onepass, relocate_project, train_face_model
     from painface.extract import ExtractConfig, extract
 
@@ -121,27 +125,31 @@ def main() -> None:
         "machine": f"{platform.node()} ({platform.machine()}, {subprocess.getoutput('nproc')} CPUs)",
         "net": args.net,
         "frames": args.frames,
-        "device": "cpu",
+        "batch": args.batch,
+        "crop_size": args.crop_size,
+        "device": args.device,
         "results": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         project = tmp / "openfield"
-        shutil.copytree(SHARED, project)
+        shutil.copytree(source, project)
         for q in project.rglob("*"):
             q.chmod(0o755 if q.is_dir() else 0o644)
         config = relocate_project(project / "config.yaml")
-        train_face_model(config, net_type=args.net, epochs=1, batch_size=8, augment=False, image_size=256)
+        train_face_model(
+            config, net_type=args.net, epochs=1, batch_size=8, augment=False, image_size=256, device=args.device
+        )
         tiny = tmp / "tiny.mp4"
-        make_video(tiny, (640, 360), args.batch)
+        make_video(tiny, (640, 360), args.batch, source)
         t0 = time.perf_counter()
         extract_onepass(
             manifest_for(tiny, tmp),
             tmp / "store_tiny",
-            ExtractConfig(crop_size=128, threshold=0.0, bodypart_map=MAP),
+            ExtractConfig(crop_size=args.crop_size, threshold=0.0, bodypart_map=MAP),
             config,
             tmp / "kp_tiny",
-            device="cpu",
+            device=args.device,
             batch_size=args.batch,
         )
         setup = time.perf_counter() - t0
@@ -150,15 +158,17 @@ def main() -> None:
         for spec in args.sizes:
             w, h = map(int, spec.split("x"))
             video = tmp / f"rec_{w}x{h}.mp4"
-            make_video(video, (w, h), args.frames)
-            cfg = ExtractConfig(crop_size=128, threshold=0.0, bodypart_map=MAP)
+            make_video(video, (w, h), args.frames, source)
+            cfg = ExtractConfig(crop_size=args.crop_size, threshold=0.0, bodypart_map=MAP)
             a = decode_fps(video)
             r = subprocess.run(
                 [
                     sys.executable,
                     "-c",
                     INFER,
-                    json.dumps({"config": str(config), "video": str(video), "batch": args.batch}),
+                    json.dumps(
+                        {"config": str(config), "video": str(video), "batch": args.batch, "device": args.device}
+                    ),
                 ],
                 capture_output=True,
                 text=True,
@@ -167,7 +177,7 @@ def main() -> None:
             b = json.loads(r.stdout.strip().splitlines()[-1])["fps"]
             size = (int(round(w * 720 / h)), 720) if h > 720 else None
             t0 = time.perf_counter()
-            h5 = analyze_video(config, video, tmp / f"kp2_{w}", analysis_size=size, device="cpu")
+            h5 = analyze_video(config, video, tmp / f"kp2_{w}", analysis_size=size, device=args.device)
             extract(manifest_for(video, tmp, str(h5)), tmp / f"store2_{w}", cfg, show_progress=False)
             tc = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -178,7 +188,7 @@ def main() -> None:
                 config,
                 tmp / f"kp1_{w}",
                 analysis_height=720,
-                device="cpu",
+                device=args.device,
                 batch_size=args.batch,
             )
             td = time.perf_counter() - t0
