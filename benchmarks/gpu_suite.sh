@@ -11,7 +11,8 @@
 # others' results with it.
 #
 #   bash benchmarks/gpu_suite.sh OUT_DIR [DLC_PROJECT] [DEADLINE_S]
-# (DEVICE=cpu NET=cspnext_s SIZE=640x360 FRAMES=24 RT_FRAMES="24 48" try the script on a CPU.)
+# (DEVICE=cpu NET=cspnext_s SIZE=640x360 FRAMES=24 RT_FRAMES="24 48" try the script on a CPU;
+#  SKIP="datamodule ..." leaves steps out.)
 set -u
 out=${1:?usage: gpu_suite.sh OUT_DIR [DLC_PROJECT] [DEADLINE_S]}
 project=${2:-../shared/data/dlc-openfield}
@@ -27,6 +28,10 @@ log="$out/suite.log"
 step() { # step NAME CAP_S COMMAND...: stdout to NAME.out, stderr to the log
     local name=$1 cap=$2 left
     shift 2
+    if [[ " ${SKIP:-} " == *" $name "* ]]; then
+        echo "== $name: skipped (SKIP)" | tee -a "$log"
+        return 0
+    fi
     left=$((deadline - $(date +%s)))
     ((left < cap)) && cap=$left
     if ((cap < 20)); then
