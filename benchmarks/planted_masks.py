@@ -4,6 +4,11 @@ For each unit, a face is rendered without and with the expression (same mouse, s
 and the per-pixel difference is shared out over the keypoint-built regions of the crop. A
 region the planted unit does not reach cannot be expected to lead a Grad-CAM ranking.
 
+The second table asks the same of an ideal Grad-CAM: a map that is exactly the pixel
+change, seen at the map's resolution (averaged into map_px x map_px cells, then resized
+back bilinearly, as pytorch-grad-cam does). Where the planted region does not lead that
+ranking, no Grad-CAM map of that size can be expected to put it first.
+
     python benchmarks/planted_masks.py > benchmarks/results/planted_masks.txt
 """
 
@@ -19,7 +24,8 @@ from painface.synthetic.render import ACTION_UNITS, Expression, Pose, render_fac
 
 size = 128
 canvas = 3 * size
-out = {}
+MAP_PX = (None, 32, 16, 4)  # None: the pixels themselves; 32, 16, 4: blocks 3, 4 and 6 at 128 px
+ideal = []
 for au in ACTION_UNITS:
     rng = np.random.default_rng(0)
     rows = []
@@ -64,6 +70,32 @@ for au in ACTION_UNITS:
             for n, mk in ms.items():
                 if mk.any():
                     rows.append((n, diff[mk].sum() / diff.sum(), (diff[mk].sum() / diff.sum()) / mk.mean()))
+            for px in MAP_PX:
+                seen = diff
+                if px is not None:
+                    cells = cv2.resize(diff, (px, px), interpolation=cv2.INTER_AREA)
+                    seen = cv2.resize(cells, (size, size), interpolation=cv2.INTER_LINEAR)
+                for n, mk in ms.items():
+                    if mk.any() and n != "others":  # "others" is not ranked
+                        ideal.append((au, px or size, n, (seen[mk].sum() / seen.sum()) / mk.mean()))
     df = pd.DataFrame(rows, columns=["region", "share", "enr"]).groupby("region").mean()
     print(au, PLANTED_REGIONS[au])
     print(df.sort_values("enr", ascending=False).round(3).head(6).to_string())
+
+print()
+print("Ideal Grad-CAM (the pixel change itself) at each map size: rank of the planted region")
+print("by mean enrichment over the faces, and the region that leads.")
+table = pd.DataFrame(ideal, columns=["unit", "map_px", "region", "enr"])
+rows = []
+for (au, px), g in table.groupby(["unit", "map_px"], sort=False):
+    mean = g.groupby("region")["enr"].mean().sort_values(ascending=False)
+    planted = min(list(mean.index).index(r) + 1 for r in PLANTED_REGIONS[au] if r in mean.index)
+    lead = mean.index[0]
+    rows.append((au, f"{px}x{px}", planted, f"{lead} {mean.iloc[0]:.2f}", f"{mean.index[1]} {mean.iloc[1]:.2f}"))
+print(
+    pd.DataFrame(rows, columns=["unit", "map", "planted rank", "first", "second"])
+    .pivot(index="unit", columns="map", values="planted rank")
+    .to_string()
+)
+print()
+print(pd.DataFrame(rows, columns=["unit", "map", "planted rank", "first", "second"]).to_string(index=False))
