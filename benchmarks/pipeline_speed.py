@@ -53,6 +53,19 @@ def make_video(path: Path, size: tuple[int, int], n: int, project: Path = SHARED
     out.release()
 
 
+def trained_copy(project: Path, dest: Path, net: str, device: str) -> Path:
+    """A writable copy of a DeepLabCut project, trained for one epoch offline (speed does not
+    depend on how well it is trained); returns its config.yaml."""
+    from painface.dlc import relocate_project, train_face_model
+
+    shutil.copytree(project, dest)
+    for q in dest.rglob("*"):
+        q.chmod(0o755 if q.is_dir() else 0o644)
+    config = relocate_project(dest / "config.yaml")
+    train_face_model(config, net_type=net, epochs=1, batch_size=8, augment=False, image_size=256, device=device)
+    return config
+
+
 def decode_fps(video: Path) -> float:
     cap = cv2.VideoCapture(str(video))
     t0, n = time.perf_counter(), 0
@@ -118,7 +131,7 @@ def main() -> None:
     p.add_argument("--project", default=str(SHARED), help="the DeepLabCut project to train and take the video from")
     args = p.parse_args()
     source = Path(args.project)
-    from painface.dlc import analyze_video, extract_onepass, relocate_project, train_face_model
+    from painface.dlc import analyze_video, extract_onepass
     from painface.extract import ExtractConfig, extract
 
     out = {
@@ -132,14 +145,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        project = tmp / "openfield"
-        shutil.copytree(source, project)
-        for q in project.rglob("*"):
-            q.chmod(0o755 if q.is_dir() else 0o644)
-        config = relocate_project(project / "config.yaml")
-        train_face_model(
-            config, net_type=args.net, epochs=1, batch_size=8, augment=False, image_size=256, device=args.device
-        )
+        config = trained_copy(source, tmp / "openfield", args.net, args.device)
         tiny = tmp / "tiny.mp4"
         make_video(tiny, (640, 360), args.batch, source)
         t0 = time.perf_counter()

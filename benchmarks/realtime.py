@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_speed import MAP, SHARED, make_video  # noqa: E402  (the same recording)
+from pipeline_speed import MAP, SHARED, make_video, trained_copy  # noqa: E402  (the same recording and model)
 
 PAINFACE = [sys.executable, "-m", "painface"]
 FPS = 30
@@ -84,8 +84,6 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="extract.workers in painface.yaml")
     p.add_argument("--project", default=str(SHARED), help="the DeepLabCut project to train and take the video from")
     args = p.parse_args()
-    from painface.dlc import relocate_project, train_face_model
-
     w, h = map(int, args.size.split("x"))
     out = {
         "machine": f"{platform.node()} ({platform.machine()}, {subprocess.getoutput('nproc')} CPUs)",
@@ -105,14 +103,8 @@ def main() -> None:
         pass
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        shutil.copytree(args.project, tmp / "dlc")
-        for q in (tmp / "dlc").rglob("*"):
-            q.chmod(0o755 if q.is_dir() else 0o644)
-        config = relocate_project(tmp / "dlc" / "config.yaml")
         print(f"training DeepLabCut ({args.net}, one epoch) ...", file=sys.stderr, flush=True)
-        train_face_model(
-            config, net_type=args.net, epochs=1, batch_size=8, augment=False, image_size=256, device=args.device
-        )
+        config = trained_copy(Path(args.project), tmp / "dlc", args.net, args.device)
         for n in args.frames:
             video = tmp / f"rec_{n}.mp4"
             make_video(video, (w, h), n, Path(args.project))
