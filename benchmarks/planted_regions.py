@@ -86,7 +86,11 @@ for seed in args.seeds:
         print(json.dumps(row), flush=True)
 
 rows = pd.DataFrame(map(json.loads, results.read_text().splitlines())).drop_duplicates(["unit", "seed"], keep="last")
-# both rankings recomputed from each run's own regions table (the same rule for every row)
+# the rankings each row recorded; where the run's folder survives, recomputed from its own
+# regions tables (the same rule for every row), so a lost work folder drops no row
+for col, key in (("rank_positivity", "positivity"), ("rank_contrast", "contrast")):
+    if key in rows:
+        rows[col] = rows[key].map(lambda d: d["rank"] if isinstance(d, dict) else None)
 for i, r in rows.iterrows():
     csv = work / tag / f"{r['unit']}_{r['seed']}" / "interpret" / "regions_random.csv"
     if csv.exists():
