@@ -190,7 +190,27 @@ def test_explain_store_and_real_images(ckpt, store, tmp_path):
     out = explain(ckpt, tmp_path / "real", images=folder, n=1000, method="gradcam++", show_progress=False)
     data = np.load(out / "maps.npz")
     assert len(data["p_pain"]) == 116 and np.isfinite(data["p_pain"]).all()
-    assert (data["maps"].astype(float).reshape(116, -1).std(axis=1) > 0).mean() > 0.5  # maps are not constant
+    # Whether a map is flat depends on the checkpoint (Grad-CAM++ zeroes every map whose
+    # gradients are all negative, as this tiny net's can be on open-field frames), so the
+    # test checks the real-image path against pytorch-grad-cam called directly instead.
+    from pytorch_grad_cam import GradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from painface.gradcam import target_layer
+    from painface.interpret import load_for_explain, select
+
+    model = load_for_explain(ckpt)
+    ds, _ = select(None, folder, 1000, None, 0, model.input_size)
+    x = torch.stack([ds[i]["image"] for i in range(len(ds))]).to(model.device)
+    net = model.net.eval()
+    with torch.no_grad():
+        p = torch.softmax(net(x), 1)[:, 1].cpu().numpy()
+    np.testing.assert_allclose(data["p_pain"], p, atol=1e-5)
+    with GradCAMPlusPlus(model=net, target_layers=[target_layer(net, None)]) as cam:
+        ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(q > 0.5)) for q in p])
+    lo, hi = ref.min(axis=(1, 2), keepdims=True), ref.max(axis=(1, 2), keepdims=True)
+    ref = (ref - lo) / np.maximum(hi - lo, 1e-8)
+    np.testing.assert_allclose(data["maps"].astype(float), ref, atol=2e-3)
 
 
 def test_interpret_store_writes_every_figure(ckpt, store, tmp_path):
